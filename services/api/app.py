@@ -1,0 +1,102 @@
+"""The API: Litestar, one psycopg pool, one NATS connection, JWT bearer auth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import uvicorn
+from litestar import Litestar, Response, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from psycopg import AsyncConnection
+
+from services.api import queries
+from services.api.auth import create_auth, ensure_admin, issue_token
+from services.api.players import PlayersController
+from services.api.schemas import Health
+from shared import db, logs, subjects
+from shared import nats as natsx
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger("osrs.api")
+
+
+class MetricCache:
+    """(id, key, kind) of every metric, in registry order; reloaded when an id is unknown."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, str]] = []
+        self.ids: set[int] = set()
+
+    async def get(self, conn: AsyncConnection, needed: Iterable[int]) -> list[tuple[int, str, str]]:
+        if not self.rows or not self.ids.issuperset(needed):
+            self.rows = await (await conn.execute(queries.METRICS)).fetchall()
+            self.ids = {row[0] for row in self.rows}
+        return self.rows
+
+
+@get("/health/live", summary="The process is up", tags=["health"])
+async def live() -> Health:
+    return Health(status="live")
+
+
+@get("/health/ready", summary="Postgres and NATS answer", tags=["health"])
+async def ready(state: State) -> Response[Health]:
+    checks = {}
+    try:
+        async with asyncio.timeout(2):
+            async with state.pool.connection() as conn:
+                await conn.execute("SELECT 1")
+        checks["postgres"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        checks["postgres"] = f"error: {type(exc).__name__}"
+    checks["nats"] = "ok" if state.nc.is_connected else "error: disconnected"
+    ok = all(v == "ok" for v in checks.values())
+    return Response(Health(status="ready" if ok else "not_ready", checks=checks),
+                    status_code=200 if ok else 503)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    auth = create_auth(settings)  # refuses to build without a secret outside dev mode
+    pool = db.pool(settings.database_url, min_size=2, max_size=10, name="osrs-api")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await asyncio.to_thread(db.migrate, settings.database_url)
+        await pool.open(wait=True, timeout=30)
+        nc = await natsx.connect(settings, "api")
+        js = nc.jetstream()
+        await natsx.declare(js, settings)
+        app.state.update(
+            nc=nc, js=js, cooldowns=await js.key_value(subjects.REFRESH_COOLDOWN_BUCKET),
+        )
+        await ensure_admin(pool, settings)
+        log.info("api_ready host=%s port=%s", settings.api_host, settings.api_port)
+        try:
+            yield
+        finally:
+            await nc.drain()
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[issue_token, PlayersController, live, ready],
+        lifespan=[lifespan],
+        on_app_init=[auth.on_app_init],
+        state=State({"settings": settings, "pool": pool, "auth": auth, "metrics": MetricCache()}),
+        openapi_config=OpenAPIConfig(
+            title="osrs-diff", version="0.1.0", path="/schema",
+            description="Old School RuneScape progress, stored only when it changed.",
+        ),
+    )
+
+
+def main() -> None:
+    settings = get_settings()
+    logs.configure("api", settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None,
+                access_log=False, lifespan="on")

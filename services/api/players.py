@@ -1,0 +1,177 @@
+"""/v1/players: track, list, read, untrack and refresh players."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
+from nats.js.errors import KeyWrongLastSequenceError
+
+from services.api import queries
+from services.api.schemas import (
+    Accepted,
+    ActivityValue,
+    PlayerDetail,
+    PlayerPage,
+    PlayerSummary,
+    SkillValue,
+    TrackPlayer,
+)
+from shared import nats as natsx
+from shared import subjects, xp
+from shared.events import FetchReason, FetchRequested, PlayerTracked, PlayerUntracked
+from shared.players import InvalidPlayerName, player_key, validate_name
+
+MIN_INTERVAL_S = 60
+MAX_INTERVAL_S = 7 * 86_400
+STATUSES = ("active", "pending", "not_found", "untracked")
+
+
+def _key(name: str) -> str:
+    try:
+        return player_key(name)
+    except InvalidPlayerName as exc:
+        raise ValidationException(str(exc)) from None
+
+
+class TooManyRequests(ClientException):
+    status_code = HTTP_429_TOO_MANY_REQUESTS
+
+
+class PlayersController(Controller):
+    path = "/v1/players"
+    tags = ["players"]
+
+    @post("/", status_code=HTTP_202_ACCEPTED, summary="Track a player: fetched at once, then on schedule")
+    async def track(self, data: TrackPlayer, request: Request, state: State) -> Response[PlayerDetail]:
+        try:
+            display_name = validate_name(data.name)
+        except InvalidPlayerName as exc:
+            raise ValidationException(str(exc)) from None
+        key = player_key(display_name)
+        settings = state.settings
+        interval_s = data.interval_s or settings.fetch_interval
+        if data.interval_s is not None and not MIN_INTERVAL_S <= data.interval_s <= MAX_INTERVAL_S:
+            raise ValidationException(
+                f"interval_s must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} seconds"
+            )
+        current = await self._detail(state, key)
+        if current and current.status != "untracked" and current.mode == data.mode \
+                and current.interval_s == interval_s:
+            return Response(current, status_code=200)  # already tracked as asked: nothing to do
+        event = PlayerTracked(player_key=key, display_name=display_name, mode=data.mode,
+                              interval_s=interval_s, by=request.user.username)
+        await natsx.publish(state.js, subjects.PLAYER_TRACKED, event, msg_id=event.id,
+                            stream=subjects.EVT_STREAM)
+        await self._request_fetch(state, key, display_name, data.mode)
+        planned = current or PlayerDetail(
+            key=key, display_name=display_name, mode=data.mode, status="pending",
+            interval_s=interval_s, tracked_at=event.at, last_fetched_at=None,
+            last_changed_at=None, last_outcome=None, last_detail=None, combat_level=None,
+            total_level=None, skills={}, activities={},
+        )
+        return Response(planned, status_code=HTTP_202_ACCEPTED)
+
+    @get("/", summary="List players, by key, with cursor pagination")
+    async def list_players(
+        self,
+        state: State,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        cursor: str = "",
+        status: Annotated[str | None, Parameter(description=f"one of {', '.join(STATUSES)}")] = None,
+    ) -> PlayerPage:
+        if status is not None and status not in STATUSES:
+            raise ValidationException(f"status must be one of {', '.join(STATUSES)}")
+        async with state.pool.connection() as conn:
+            rows = await (await conn.execute(
+                queries.LIST_PLAYERS, {"cursor": cursor, "status": status, "limit": limit}
+            )).fetchall()
+        items = [PlayerSummary(*row) for row in rows]
+        return PlayerPage(items=items, next_cursor=items[-1].key if len(items) == limit else None)
+
+    @get("/{name:str}", summary="The latest state of a player")
+    async def get_player(self, name: str, state: State) -> PlayerDetail:
+        detail = await self._detail(state, _key(name))
+        if detail is None:
+            raise NotFoundException(f"player {name!r} is not tracked")
+        return detail
+
+    @delete("/{name:str}", status_code=HTTP_202_ACCEPTED, summary="Stop tracking (history is kept)")
+    async def untrack(self, name: str, request: Request, state: State) -> Accepted:
+        key = await self._tracked_key(state, name)
+        event = PlayerUntracked(player_key=key, by=request.user.username)
+        await natsx.publish(state.js, subjects.PLAYER_UNTRACKED, event, msg_id=event.id,
+                            stream=subjects.EVT_STREAM)
+        return Accepted(key=key, status="untracking", detail="tracking stops; history is kept")
+
+    @post("/{name:str}/refresh", status_code=HTTP_202_ACCEPTED, summary="Fetch a player now")
+    async def refresh(self, name: str, state: State) -> Response[Accepted]:
+        key = await self._tracked_key(state, name)
+        detail = await self._detail(state, key)
+        await self._request_fetch(state, key, detail.display_name, detail.mode)
+        return Response(Accepted(key=key, status="fetching", detail="a fetch was requested"),
+                        status_code=HTTP_202_ACCEPTED)
+
+    async def _tracked_key(self, state: State, name: str) -> str:
+        key = _key(name)
+        async with state.pool.connection() as conn:
+            row = await (await conn.execute(queries.IS_TRACKED, (key,))).fetchone()
+        if not row or not row[0]:
+            raise NotFoundException(f"player {name!r} is not tracked")
+        return key
+
+    async def _request_fetch(self, state: State, key: str, display_name: str, mode) -> None:
+        """A manual fetch, at most one per player per cooldown (a KV entry with a TTL)."""
+        cooldown = state.settings.refresh_cooldown
+        try:
+            await state.cooldowns.create(key, str(time.time()).encode())
+        except KeyWrongLastSequenceError:
+            entry = await state.cooldowns.get(key)
+            waited = time.time() - float(entry.value.decode())
+            retry_after = max(1, int(cooldown - waited + 0.999))
+            raise TooManyRequests(
+                f"{key} was refreshed less than {cooldown} s ago; retry in {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            ) from None
+        cmd = FetchRequested(player_key=key, display_name=display_name, mode=mode,
+                             reason=FetchReason.MANUAL)
+        await natsx.publish(state.js, subjects.fetch_subject(key), cmd,
+                            msg_id=f"{key}:manual:{cmd.id}", stream=subjects.CMD_STREAM)
+
+    async def _detail(self, state: State, key: str) -> PlayerDetail | None:
+        async with state.pool.connection() as conn:
+            row = await (await conn.execute(queries.GET_PLAYER, (key,))).fetchone()
+            if row is None:
+                return None
+            metrics = await state.metrics.get(conn, row[-4] or ())
+        (key, display_name, mode, status, interval_s, tracked_at, last_fetched_at,
+         last_changed_at, last_outcome, last_detail, combat_level, total_level, _tracked,
+         metric_ids, ranks, levels, amounts) = row
+        observed = {}
+        if metric_ids is not None:
+            observed = {m: (r, lv, a) for m, r, lv, a in zip(metric_ids, ranks, levels, amounts,
+                                                             strict=True)}
+        skills: dict[str, SkillValue] = {}
+        activities: dict[str, ActivityValue] = {}
+        if metric_ids is not None:
+            for metric_id, metric_key, kind in metrics:
+                rank, level, amount = observed.get(metric_id, (-1, 1, -1))
+                if kind == "skill":
+                    skills[metric_key] = SkillValue(
+                        rank=rank, level=level, xp=amount,
+                        virtual_level=None if metric_key == "overall" else xp.virtual_level(amount),
+                    )
+                else:
+                    activities[metric_key] = ActivityValue(rank=rank, score=amount)
+        return PlayerDetail(
+            key=key, display_name=display_name, mode=mode, status=status, interval_s=interval_s,
+            tracked_at=tracked_at, last_fetched_at=last_fetched_at,
+            last_changed_at=last_changed_at, last_outcome=last_outcome, last_detail=last_detail,
+            combat_level=combat_level, total_level=total_level, skills=skills,
+            activities=activities,
+        )

@@ -1,0 +1,43 @@
+"""Every SQL statement of the API, named."""
+
+_STATUS = """
+CASE WHEN NOT p.tracked THEN 'untracked'
+     WHEN p.last_outcome IS NULL THEN 'pending'
+     WHEN p.last_outcome = 'not_found' THEN 'not_found'
+     ELSE 'active' END
+"""
+
+PLAYER_COLUMNS = f"""
+p.key, p.display_name, p.mode, ({_STATUS}) AS status, p.interval_s, p.tracked_at,
+p.last_fetched_at, p.last_changed_at, p.last_outcome
+"""
+
+LIST_PLAYERS = f"""
+SELECT {PLAYER_COLUMNS}, p.overall_xp, p.total_level, p.combat_level
+FROM players p
+WHERE p.key > %(cursor)s AND (%(status)s::text IS NULL OR ({_STATUS}) = %(status)s)
+ORDER BY p.key
+LIMIT %(limit)s
+"""
+
+GET_PLAYER = f"""
+SELECT {PLAYER_COLUMNS}, p.last_detail, p.combat_level, p.total_level, p.tracked,
+       o.metric_ids, o.ranks, o.levels, o.amounts
+FROM players p LEFT JOIN observations o ON o.id = p.latest_observation_id
+WHERE p.key = %s
+"""
+
+IS_TRACKED = "SELECT tracked FROM players WHERE key = %s"
+
+METRICS = "SELECT id, key, kind FROM metrics ORDER BY id"
+
+USER_BY_NAME = """
+SELECT username, password_hash, role, disabled FROM users WHERE lower(username) = lower(%s)
+"""
+
+ANY_USER = "SELECT EXISTS (SELECT 1 FROM users)"
+
+CREATE_USER = """
+INSERT INTO users (username, password_hash, role) VALUES (%s, %s, %s)
+ON CONFLICT DO NOTHING
+"""

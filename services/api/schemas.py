@@ -1,0 +1,86 @@
+"""Request and response types of the API (msgspec Structs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from shared.modes import GameMode
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+class TrackPlayer(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    mode: GameMode = GameMode.REGULAR
+    interval_s: int | None = None
+
+
+class SkillValue(msgspec.Struct, omit_defaults=True):
+    rank: int
+    level: int
+    xp: int
+    virtual_level: int | None = None
+
+
+class ActivityValue(msgspec.Struct):
+    rank: int
+    score: int
+
+
+class PlayerSummary(msgspec.Struct):
+    key: str
+    display_name: str
+    mode: GameMode
+    status: str
+    interval_s: int
+    tracked_at: datetime
+    last_fetched_at: datetime | None
+    last_changed_at: datetime | None
+    last_outcome: str | None
+    overall_xp: int | None
+    total_level: int | None
+    combat_level: int | None
+
+
+class PlayerDetail(msgspec.Struct):
+    key: str
+    display_name: str
+    mode: GameMode
+    status: str
+    interval_s: int
+    tracked_at: datetime
+    last_fetched_at: datetime | None
+    last_changed_at: datetime | None
+    last_outcome: str | None
+    last_detail: str | None
+    combat_level: int | None
+    total_level: int | None
+    skills: dict[str, SkillValue]
+    activities: dict[str, ActivityValue]
+
+
+class PlayerPage(msgspec.Struct):
+    items: list[PlayerSummary]
+    next_cursor: str | None
+
+
+class Accepted(msgspec.Struct):
+    key: str
+    status: str
+    detail: str
+
+
+class Health(msgspec.Struct):
+    status: str
+    checks: dict[str, str] = {}

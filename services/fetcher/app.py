@@ -1,0 +1,88 @@
+"""The fetcher: a durable pull consumer on OSRS_CMD, shared by every fetcher replica."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from faststream import AckPolicy, FastStream
+from faststream.nats import ConsumerConfig, JStream, PullSub
+from faststream.nats.annotations import NatsMessage
+
+from services.fetcher.client import HiscoresClient, new_http_client
+from services.fetcher.handler import RETRYABLE, FetchHandler
+from shared import nats as natsx
+from shared import subjects
+from shared.events import FetchRequested, decode
+from shared.service import create_broker, main_for
+from shared.settings import Settings
+
+log = logging.getLogger("osrs.fetcher")
+
+MAX_ATTEMPTS = 6
+CONCURRENCY = 16
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds before the next delivery of a command after `attempt` failed ones (5 s .. 10 min)."""
+    delay = min(600.0, 5.0 * 3 ** (attempt - 1))
+    return max(delay, retry_after or 0.0)
+
+
+def create_app(settings: Settings) -> FastStream:
+    broker = create_broker(settings, "fetcher")
+    app = FastStream(broker, logger=log)
+    http = new_http_client(max_connections=CONCURRENCY)
+    state: dict[str, FetchHandler] = {}
+
+    @app.on_startup
+    async def declare() -> None:
+        await broker.connect()
+        js = broker.connection.jetstream()
+        await natsx.declare(js, settings)
+        hashes = await js.key_value(subjects.FETCH_HASHES_BUCKET)
+        state["handler"] = FetchHandler(HiscoresClient(settings.hiscores_url, http), js, hashes)
+        log.info("fetcher_ready hiscores_url=%s", settings.hiscores_url)
+
+    @app.after_shutdown
+    async def close_http() -> None:
+        await http.aclose()
+
+    @broker.subscriber(
+        f"{subjects.FETCH_PREFIX}.*",
+        stream=JStream(subjects.CMD_STREAM, declare=False),
+        durable=subjects.FETCHER_CONSUMER,
+        pull_sub=PullSub(batch_size=CONCURRENCY, timeout=1.0),
+        config=ConsumerConfig(ack_wait=60, max_deliver=-1),
+        ack_policy=AckPolicy.MANUAL,
+        max_workers=CONCURRENCY,
+    )
+    async def on_fetch_requested(body: bytes, msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        attempt = raw.metadata.num_delivered
+        js = broker.connection.jetstream()
+        try:
+            cmd = decode(body, FetchRequested)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await natsx.dead_letter(js, "fetcher", raw, f"undecodable FetchRequested: {exc}")
+            await msg.ack()
+            return
+        try:
+            completed = await state["handler"].handle(cmd)
+        except Exception as exc:  # a bug or NATS trouble: never drop the command
+            log.exception("fetch_failed player_key=%s attempt=%d", cmd.player_key, attempt)
+            if attempt >= MAX_ATTEMPTS:
+                await natsx.dead_letter(js, "fetcher", raw, f"failed {attempt} times: {exc!r}")
+                await msg.ack()
+            else:
+                await msg.nack(delay=retry_delay(attempt))
+            return
+        if completed.outcome in RETRYABLE and attempt < MAX_ATTEMPTS:
+            await msg.nack(delay=retry_delay(attempt))
+        else:
+            await msg.ack()
+
+    return app
+
+
+main = main_for("fetcher", create_app)

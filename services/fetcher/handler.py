@@ -1,0 +1,91 @@
+"""One fetch: ask the hiscores, compare the payload hash with the last one seen, publish
+`HiscoreObserved` only when it changed and `FetchCompleted` every time."""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from services.fetcher.client import HiscoresAnswer, HiscoresClient
+from services.fetcher.hiscores import payload_hash
+from shared import nats as natsx
+from shared import subjects
+from shared.events import FetchCompleted, FetchOutcome, FetchRequested, HiscoreObserved, utcnow
+
+log = logging.getLogger("osrs.fetcher")
+
+RETRYABLE = frozenset({FetchOutcome.UNAVAILABLE, FetchOutcome.RATE_LIMITED})
+
+
+class FetchHandler:
+    def __init__(self, hiscores: HiscoresClient, js: JetStreamContext, hashes: KeyValue) -> None:
+        self.hiscores = hiscores
+        self.js = js
+        self.hashes = hashes
+
+    async def handle(self, cmd: FetchRequested) -> FetchCompleted:
+        answer = await self.hiscores.lookup(cmd.display_name, cmd.mode)
+        observed_at = utcnow()
+        if answer.hiscores is None:
+            completed = self._completed(cmd, answer.outcome, answer)
+        else:
+            changed = await self._observe(cmd, answer, observed_at)
+            outcome = FetchOutcome.CHANGED if changed else FetchOutcome.UNCHANGED
+            completed = self._completed(cmd, outcome, answer)
+        await natsx.publish(
+            self.js, subjects.status_subject(cmd.player_key), completed,
+            msg_id=completed.id, stream=subjects.STATUS_STREAM,
+        )
+        log.info(
+            "fetched player_key=%s mode=%s reason=%s outcome=%s http_status=%s detail=%r",
+            cmd.player_key, cmd.mode, cmd.reason, completed.outcome, completed.http_status,
+            completed.detail,
+        )
+        return completed
+
+    async def _observe(self, cmd: FetchRequested, answer: HiscoresAnswer, observed_at) -> bool:
+        """Publish the observation when its hash differs from the last one seen; True if it did."""
+        hiscores = answer.hiscores
+        digest = payload_hash(hiscores.skills, hiscores.activities)
+        key = subjects.hash_key(cmd.mode, cmd.player_key)
+        try:
+            entry = await self.hashes.get(key)
+            last_hash, revision = entry.value.decode(), entry.revision
+        except KeyNotFoundError:
+            last_hash, revision = None, None
+        if last_hash == digest:
+            return False
+        observed = HiscoreObserved(
+            player_key=cmd.player_key,
+            display_name=hiscores.name or cmd.display_name,
+            mode=cmd.mode,
+            observed_at=observed_at,
+            hash=digest,
+            skills=hiscores.skills,
+            activities=hiscores.activities,
+        )
+        # Publish first, then move the hash: a crash in between redelivers the command, and the
+        # message id `<key>:<hash>` lets JetStream drop the second copy.
+        await natsx.publish(
+            self.js, subjects.observed_subject(cmd.player_key), observed,
+            msg_id=f"{cmd.player_key}:{digest}", stream=subjects.EVT_STREAM,
+        )
+        try:
+            if revision is None:
+                await self.hashes.create(key, digest.encode())
+            else:
+                await self.hashes.update(key, digest.encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            # Another fetcher moved the hash meanwhile; its observation is in the log too.
+            log.info("hash_race player_key=%s mode=%s", cmd.player_key, cmd.mode)
+        return True
+
+    @staticmethod
+    def _completed(cmd: FetchRequested, outcome: FetchOutcome, answer: HiscoresAnswer) -> FetchCompleted:
+        return FetchCompleted(
+            player_key=cmd.player_key, mode=cmd.mode, outcome=outcome,
+            http_status=answer.http_status, detail=answer.detail,
+        )

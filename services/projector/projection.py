@@ -1,0 +1,166 @@
+"""Applies events to the Postgres read models: each batch in one transaction together with the
+stream position it reaches, so at-least-once delivery gives exactly-once effects."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
+import psycopg
+from nats.aio.msg import Msg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from services.projector import queries
+from shared import xp
+from shared.events import (
+    FetchCompleted,
+    HiscoreObserved,
+    Message,
+    PlayerTracked,
+    PlayerUntracked,
+    PlayerUpdated,
+    UnknownSubject,
+    decode_on,
+)
+from shared.metrics import KNOWN_METRICS, MetricKind, metric_key
+
+log = logging.getLogger("osrs.projector")
+
+DeadLetter = Callable[[Msg, str], Awaitable[None]]
+
+
+class Projector:
+    def __init__(self, pool: AsyncConnectionPool, dead_letter: DeadLetter) -> None:
+        self.pool = pool
+        self.dead_letter = dead_letter
+        self.metric_ids: dict[str, int] = {}
+
+    async def seed_metrics(self) -> None:
+        """Register the known metrics, in registry order, and load every metric id."""
+        async with self.pool.connection() as conn:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    queries.SEED_METRIC, [(m.key, m.name, m.kind.value) for m in KNOWN_METRICS]
+                )
+            await self._load_metric_ids(conn)
+
+    async def _load_metric_ids(self, conn: AsyncConnection) -> None:
+        rows = await (await conn.execute(queries.METRIC_IDS)).fetchall()
+        self.metric_ids = {key: id_ for key, id_ in rows}
+
+    async def apply_batch(self, stream: str, msgs: Sequence[Msg], *, careful: bool = False) -> int:
+        """Apply the messages not applied yet; returns how many were applied.
+
+        In careful mode (a retry after a failure) each event runs in its own savepoint, and one
+        that cannot be applied is dead-lettered instead of blocking the stream."""
+        try:
+            return await self._apply_batch(stream, msgs, careful)
+        except BaseException:
+            self.metric_ids = {}  # ids registered in the rolled-back transaction are gone
+            raise
+
+    async def _apply_batch(self, stream: str, msgs: Sequence[Msg], careful: bool) -> int:
+        applied = 0
+        async with self.pool.connection() as conn, conn.transaction():
+            if not self.metric_ids:
+                await self._load_metric_ids(conn)
+            row = await (await conn.execute(queries.LOCK_CHECKPOINT, (stream,))).fetchone()
+            last_seq = row[0]
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq <= last_seq:
+                    continue  # redelivered after a commit whose ack was lost
+                try:
+                    event = decode_on(msg.subject, msg.data)
+                except (msgspec.DecodeError, msgspec.ValidationError, UnknownSubject) as exc:
+                    await self.dead_letter(msg, f"cannot decode: {exc}")
+                    last_seq = seq
+                    continue
+                if careful:
+                    try:
+                        async with conn.transaction():
+                            await self.apply(conn, event, seq)
+                    except psycopg.OperationalError:
+                        raise  # the database is away: retry the whole batch later
+                    except Exception as exc:  # noqa: BLE001 - this event can never be applied
+                        await self.dead_letter(msg, f"cannot apply: {exc!r}")
+                else:
+                    await self.apply(conn, event, seq)
+                last_seq = seq
+                applied += 1
+            await conn.execute(queries.SAVE_CHECKPOINT, (last_seq, stream))
+        return applied
+
+    async def apply(self, conn: AsyncConnection, event: Message, seq: int) -> None:
+        match event:
+            case HiscoreObserved():
+                await self._observed(conn, event, seq)
+            case FetchCompleted():
+                await conn.execute(queries.FETCH_COMPLETED, {
+                    "key": event.player_key, "at": event.at, "outcome": event.outcome.value,
+                    "http_status": event.http_status, "detail": event.detail,
+                })
+            case PlayerTracked():
+                await conn.execute(queries.PLAYER_TRACKED, {
+                    "key": event.player_key, "display_name": event.display_name,
+                    "mode": event.mode.value, "interval_s": event.interval_s, "at": event.at,
+                    "by": event.by,
+                })
+            case PlayerUntracked():
+                await conn.execute(queries.PLAYER_UNTRACKED, {"key": event.player_key, "at": event.at})
+            case PlayerUpdated():
+                await conn.execute(queries.PLAYER_UPDATED, {
+                    "key": event.player_key, "display_name": event.display_name,
+                    "mode": event.mode.value if event.mode else None,
+                    "interval_s": event.interval_s,
+                })
+            case _:
+                raise ValueError(f"the projector has no rule for {type(event).__name__}")
+
+    async def _observed(self, conn: AsyncConnection, event: HiscoreObserved, seq: int) -> None:
+        entries = [(metric_key(s.name), s.name, MetricKind.SKILL, s.rank, s.level, s.xp)
+                   for s in event.skills]
+        entries += [(metric_key(a.name), a.name, MetricKind.ACTIVITY, a.rank, 0, a.score)
+                    for a in event.activities]
+        new = [(key, name, kind) for key, name, kind, *_ in entries if key not in self.metric_ids]
+        if new:
+            await self._register(conn, new)
+        # Entries that are plainly unranked (rank -1 and no value) are left out: a metric absent
+        # from a row reads back as unranked, and most accounts are unranked in most activities.
+        kept = [e for e in entries if not _plain_unranked(e)]
+        row = await (await conn.execute(queries.INSERT_OBSERVATION, {
+            "key": event.player_key, "mode": event.mode.value, "observed_at": event.observed_at,
+            "hash": event.hash, "seq": seq,
+            "metric_ids": [self.metric_ids[e[0]] for e in kept],
+            "ranks": [e[3] for e in kept],
+            "levels": [e[4] for e in kept],
+            "amounts": [e[5] for e in kept],
+        })).fetchone()
+        if row is None:
+            return  # this sequence is stored already
+        levels = {metric_key(s.name): s.level for s in event.skills}
+        overall = next((s for s in event.skills if metric_key(s.name) == "overall"), None)
+        await conn.execute(queries.PLAYER_OBSERVED, {
+            "key": event.player_key, "mode": event.mode.value,
+            "display_name": event.display_name, "observation_id": row[0],
+            "observed_at": event.observed_at,
+            "overall_xp": overall.xp if overall else None,
+            "total_level": overall.level if overall else None,
+            "combat_level": xp.combat_level(levels),
+        })
+
+    async def _register(self, conn: AsyncConnection, new: list[tuple[str, str, MetricKind]]) -> None:
+        """A name never seen before (a new boss) becomes a metric instead of an error."""
+        async with conn.cursor() as cur:
+            await cur.executemany(queries.SEED_METRIC, [(k, n, kind.value) for k, n, kind in new])
+        await self._load_metric_ids(conn)
+        log.warning("metrics_registered keys=%s", ",".join(sorted({k for k, _, _ in new})))
+
+
+def _plain_unranked(entry) -> bool:
+    _, _, kind, rank, level, amount = entry
+    if kind is MetricKind.SKILL:
+        return rank == -1 and level == 1 and amount == -1
+    return rank == -1 and amount == -1

@@ -1,0 +1,72 @@
+"""Every SQL statement of the projector, named."""
+
+LOCK_CHECKPOINT = """
+INSERT INTO projector_checkpoints (stream, last_seq) VALUES (%s, 0)
+ON CONFLICT (stream) DO UPDATE SET stream = EXCLUDED.stream
+RETURNING last_seq
+"""
+
+SAVE_CHECKPOINT = """
+UPDATE projector_checkpoints SET last_seq = %s, updated_at = now() WHERE stream = %s
+"""
+
+SEED_METRIC = """
+INSERT INTO metrics (key, name, kind) VALUES (%s, %s, %s) ON CONFLICT (key) DO NOTHING
+"""
+
+METRIC_IDS = "SELECT key, id FROM metrics"
+
+PLAYER_TRACKED = """
+INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at, tracked_by)
+VALUES (%(key)s, %(display_name)s, %(mode)s, true, %(interval_s)s, %(at)s, %(by)s)
+ON CONFLICT (key) DO UPDATE SET
+    display_name = EXCLUDED.display_name,
+    mode = EXCLUDED.mode,
+    interval_s = EXCLUDED.interval_s,
+    tracked_at = CASE WHEN players.tracked THEN players.tracked_at ELSE EXCLUDED.tracked_at END,
+    tracked_by = CASE WHEN players.tracked THEN players.tracked_by ELSE EXCLUDED.tracked_by END,
+    tracked = true,
+    untracked_at = NULL
+"""
+
+PLAYER_UNTRACKED = """
+UPDATE players SET tracked = false, untracked_at = %(at)s WHERE key = %(key)s AND tracked
+"""
+
+PLAYER_UPDATED = """
+UPDATE players SET
+    display_name = COALESCE(%(display_name)s, display_name),
+    mode = COALESCE(%(mode)s, mode),
+    interval_s = COALESCE(%(interval_s)s, interval_s)
+WHERE key = %(key)s
+"""
+
+INSERT_OBSERVATION = """
+INSERT INTO observations
+    (player_key, mode, observed_at, hash, event_seq, metric_ids, ranks, levels, amounts)
+VALUES (%(key)s, %(mode)s, %(observed_at)s, %(hash)s, %(seq)s,
+        %(metric_ids)s, %(ranks)s, %(levels)s, %(amounts)s)
+ON CONFLICT (event_seq) DO NOTHING
+RETURNING id
+"""
+
+PLAYER_OBSERVED = """
+UPDATE players SET
+    display_name = %(display_name)s,
+    latest_observation_id = %(observation_id)s,
+    last_changed_at = %(observed_at)s,
+    overall_xp = %(overall_xp)s,
+    total_level = %(total_level)s,
+    combat_level = %(combat_level)s
+WHERE key = %(key)s AND mode = %(mode)s
+  AND (last_changed_at IS NULL OR last_changed_at <= %(observed_at)s)
+"""
+
+FETCH_COMPLETED = """
+UPDATE players SET
+    last_fetched_at = %(at)s,
+    last_outcome = %(outcome)s,
+    last_http_status = %(http_status)s,
+    last_detail = %(detail)s
+WHERE key = %(key)s AND (last_fetched_at IS NULL OR last_fetched_at <= %(at)s)
+"""

@@ -1,0 +1,190 @@
+"""The scheduler: rebuilds who is tracked from `osrs.evt.player.>`, holds the KV lease, and
+publishes `FetchRequested` at each player's due slots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import msgspec
+from faststream import FastStream
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from services.scheduler.slots import Due, Schedule, due_time
+from shared import nats as natsx
+from shared import subjects
+from shared.events import FetchCompleted, FetchReason, FetchRequested, decode_on
+from shared.service import create_broker, main_for
+from shared.settings import Settings
+
+log = logging.getLogger("osrs.scheduler")
+
+LEASE_RENEW_S = 3.0
+MAX_SLEEP_S = 1.0
+RETRY_S = 2.0
+PUBLISH_CONCURRENCY = 64
+
+
+class Lease:
+    """Leadership through a KV key with a TTL: create takes it, compare-and-set renews it."""
+
+    def __init__(self, kv: KeyValue, holder: str) -> None:
+        self.kv = kv
+        self.holder = holder.encode()
+        self.revision: int | None = None
+        self.renewed_at = 0.0
+
+    @property
+    def held(self) -> bool:
+        return self.revision is not None
+
+    async def keep(self, now: float) -> bool:
+        if self.held and now - self.renewed_at < LEASE_RENEW_S:
+            return True
+        was_held = self.held
+        try:
+            if self.revision is None:
+                self.revision = await self.kv.create(subjects.LEASE_KEY, self.holder)
+            else:
+                self.revision = await self.kv.update(
+                    subjects.LEASE_KEY, self.holder, last=self.revision
+                )
+            self.renewed_at = now
+        except KeyWrongLastSequenceError:
+            self.revision = None
+        if self.held != was_held:
+            log.info("lease_%s holder=%s", "acquired" if self.held else "lost", self.holder.decode())
+        return self.held
+
+    async def release(self) -> None:
+        if self.revision is not None:
+            try:
+                await self.kv.delete(subjects.LEASE_KEY, last=self.revision)
+            except (KeyWrongLastSequenceError, KeyNotFoundError):
+                pass
+            self.revision = None
+
+
+async def follow(
+    js: JetStreamContext, subject: str, policy: DeliverPolicy, on_msg: Callable[[Msg], None]
+) -> None:
+    """Replay `subject` from the stream and keep following it; returns once caught up."""
+    caught_up = asyncio.Event()
+
+    async def handle(msg: Msg) -> None:
+        try:
+            on_msg(msg)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            log.warning("skipped_message subject=%s reason=%s", msg.subject, exc)
+        if msg.metadata.num_pending == 0:
+            caught_up.set()
+
+    sub = await js.subscribe(subject, cb=handle, ordered_consumer=True, deliver_policy=policy)
+    if (await sub.consumer_info()).num_pending == 0:
+        caught_up.set()
+    await caught_up.wait()
+
+
+class Scheduler:
+    def __init__(self, js: JetStreamContext, lease: Lease, clock=time.time) -> None:
+        self.js = js
+        self.lease = lease
+        self.clock = clock
+        self.schedule = Schedule()
+        self.last_fetched: dict[str, float] = {}
+
+    def on_player_event(self, msg: Msg) -> None:
+        self.schedule.apply(decode_on(msg.subject, msg.data), self.clock())
+
+    def on_status(self, msg: Msg) -> None:
+        status = decode_on(msg.subject, msg.data)
+        if isinstance(status, FetchCompleted):
+            self.last_fetched[status.player_key] = status.at.timestamp()
+
+    async def run(self) -> None:
+        while True:
+            now = self.clock()
+            sleep = MAX_SLEEP_S
+            try:
+                if await self.lease.keep(now):
+                    await self.publish_due(now)
+                    next_due = self.schedule.next_due_in(self.clock())
+                    sleep = MAX_SLEEP_S if next_due is None else min(next_due, MAX_SLEEP_S)
+                else:
+                    self.schedule.pop_due(now)  # a follower keeps its heap current
+            except Exception:  # NATS away: the lease lapses and failed slots were put back
+                log.exception("schedule_tick_failed")
+            await asyncio.sleep(sleep)
+
+    async def publish_due(self, now: float) -> int:
+        commands: list[tuple[Due, FetchRequested]] = []
+        for due in self.schedule.pop_due(now):
+            player = due.player
+            slot_start = due_time(player.key, player.interval_s, due.slot)
+            if self.last_fetched.get(player.key, float("-inf")) >= slot_start:
+                continue  # fetched inside this slot already (a manual refresh, another leader)
+            commands.append((due, FetchRequested(
+                player_key=player.key, display_name=player.display_name, mode=player.mode,
+                reason=FetchReason.SCHEDULED, slot=due.slot,
+            )))
+        failed = 0
+        for start in range(0, len(commands), PUBLISH_CONCURRENCY):
+            chunk = commands[start:start + PUBLISH_CONCURRENCY]
+            results = await asyncio.gather(*(self._publish(c) for _, c in chunk),
+                                           return_exceptions=True)
+            for (due, _), result in zip(chunk, results, strict=True):
+                if isinstance(result, Exception):
+                    failed += 1
+                    self.schedule.retry(due, now + RETRY_S)
+        if commands:
+            log.info("published_due count=%d failed=%d", len(commands) - failed, failed)
+        return len(commands) - failed
+
+    async def _publish(self, cmd: FetchRequested) -> None:
+        await natsx.publish(
+            self.js, subjects.fetch_subject(cmd.player_key), cmd,
+            msg_id=f"{cmd.player_key}:{cmd.slot}", stream=subjects.CMD_STREAM,
+        )
+
+
+def create_app(settings: Settings) -> FastStream:
+    broker = create_broker(settings, "scheduler")
+    app = FastStream(broker, logger=log)
+    tasks: list[asyncio.Task] = []
+    state: dict[str, Scheduler] = {}
+
+    @app.on_startup
+    async def start() -> None:
+        await broker.connect()
+        js = broker.connection.jetstream()
+        await natsx.declare(js, settings)
+        kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
+        scheduler = state["scheduler"] = Scheduler(js, Lease(kv, f"scheduler-{uuid.uuid4().hex[:8]}"))
+        await follow(js, f"{subjects.STATUS_PREFIX}.*", DeliverPolicy.LAST_PER_SUBJECT,
+                     scheduler.on_status)
+        await follow(js, subjects.PLAYER_EVENTS, DeliverPolicy.ALL, scheduler.on_player_event)
+        log.info("scheduler_ready tracked=%d", len(scheduler.schedule.players))
+
+    @app.after_startup
+    async def begin() -> None:
+        tasks.append(asyncio.create_task(state["scheduler"].run(), name="schedule"))
+
+    @app.on_shutdown
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if "scheduler" in state:
+            await state["scheduler"].lease.release()
+
+    return app
+
+
+main = main_for("scheduler", create_app)

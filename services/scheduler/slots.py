@@ -1,0 +1,103 @@
+"""Stateless scheduling: a player's due times are `phase(player_key) + k * interval`.
+
+The phase spreads players evenly over the interval; the slot number `k` makes the command id
+(`<player_key>:<k>`), so a restart or a second scheduler cannot fetch a slot twice."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import math
+
+import msgspec
+
+from shared.events import PlayerTracked, PlayerUntracked, PlayerUpdated
+from shared.modes import GameMode
+
+
+def phase(player_key: str, interval_s: int) -> int:
+    digest = hashlib.blake2b(player_key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % interval_s
+
+
+def slot_at(player_key: str, interval_s: int, t: float) -> int:
+    """The slot whose due time is the latest at or before `t`."""
+    return math.floor((t - phase(player_key, interval_s)) / interval_s)
+
+
+def due_time(player_key: str, interval_s: int, slot: int) -> int:
+    return phase(player_key, interval_s) + slot * interval_s
+
+
+class TrackedPlayer(msgspec.Struct):
+    key: str
+    display_name: str
+    mode: GameMode
+    interval_s: int
+    generation: int = 0  # bumped on every change, so stale heap entries are recognised
+
+
+class Due(msgspec.Struct, frozen=True):
+    player: TrackedPlayer
+    slot: int
+
+
+class Schedule:
+    """Who is tracked, and a heap of their next due slots."""
+
+    def __init__(self) -> None:
+        self.players: dict[str, TrackedPlayer] = {}
+        self._heap: list[tuple[int, str, int, int]] = []  # (due time, key, generation, slot)
+        self._generations = itertools.count()
+
+    def apply(self, event: PlayerTracked | PlayerUntracked | PlayerUpdated, now: float) -> None:
+        match event:
+            case PlayerTracked():
+                self._put(event.player_key, event.display_name, event.mode, event.interval_s,
+                          event.at.timestamp(), now)
+            case PlayerUntracked():
+                self.players.pop(event.player_key, None)
+            case PlayerUpdated():
+                current = self.players.get(event.player_key)
+                if current is not None:
+                    self._put(current.key, event.display_name or current.display_name,
+                              event.mode or current.mode, event.interval_s or current.interval_s,
+                              event.at.timestamp(), now)
+
+    def _put(self, key: str, name: str, mode: GameMode, interval_s: int, since: float,
+             now: float) -> None:
+        previous = self.players.get(key)
+        if previous is not None and previous.interval_s == interval_s:
+            previous.display_name, previous.mode = name, mode  # same slots: heap entry stays valid
+            return
+        player = TrackedPlayer(key, name, mode, interval_s, next(self._generations))
+        self.players[key] = player
+        slot = slot_at(key, interval_s, now)
+        if since >= due_time(key, interval_s, slot):
+            slot += 1  # tracked (and fetched by the API) inside the current slot
+        self._push(player, slot)
+
+    def _push(self, player: TrackedPlayer, slot: int) -> None:
+        due = due_time(player.key, player.interval_s, slot)
+        heapq.heappush(self._heap, (due, player.key, player.generation, slot))
+
+    def pop_due(self, now: float) -> list[Due]:
+        """Every slot due at or before `now`; each player's next slot goes back on the heap."""
+        due: list[Due] = []
+        while self._heap and self._heap[0][0] <= now:
+            _, key, generation, slot = heapq.heappop(self._heap)
+            player = self.players.get(key)
+            if player is None or player.generation != generation:
+                continue  # untracked or rescheduled since
+            slot = max(slot, slot_at(key, player.interval_s, now))  # missed slots collapse
+            due.append(Due(player, slot))
+            self._push(player, slot + 1)
+        return due
+
+    def retry(self, due: Due, at: float) -> None:
+        """Put back a slot whose command could not be published."""
+        heapq.heappush(self._heap, (at, due.player.key, due.player.generation, due.slot))
+
+    def next_due_in(self, now: float) -> float | None:
+        return max(0.0, self._heap[0][0] - now) if self._heap else None

@@ -1,0 +1,161 @@
+"""Every message on NATS: immutable, versioned msgspec Structs, JSON on the wire.
+
+Commands are imperative; events are past tense (`FetchRequested` is the one exception, named as
+the request it is). Each carries `v` (schema version), an `id` and an `at` timestamp (UTC).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import msgspec
+
+from shared import subjects
+from shared.modes import GameMode
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    v: int = 1
+    id: str = msgspec.field(default_factory=new_id)
+    at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class FetchReason(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+
+
+class FetchOutcome(enum.StrEnum):
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    INVALID = "invalid"
+
+
+class FetchRequested(Message, frozen=True, kw_only=True):
+    player_key: str
+    display_name: str
+    mode: GameMode = GameMode.REGULAR
+    reason: FetchReason = FetchReason.SCHEDULED
+    slot: int | None = None
+
+
+class SkillEntry(msgspec.Struct, frozen=True):
+    name: str
+    rank: int
+    level: int
+    xp: int
+
+
+class ActivityEntry(msgspec.Struct, frozen=True):
+    name: str
+    rank: int
+    score: int
+
+
+class HiscoreObserved(Message, frozen=True, kw_only=True):
+    """The full payload, so the event log alone can rebuild every read model."""
+
+    player_key: str
+    display_name: str
+    mode: GameMode
+    observed_at: datetime
+    hash: str
+    skills: tuple[SkillEntry, ...]
+    activities: tuple[ActivityEntry, ...]
+
+
+class FetchCompleted(Message, frozen=True, kw_only=True):
+    player_key: str
+    mode: GameMode
+    outcome: FetchOutcome
+    http_status: int | None = None
+    detail: str = ""
+
+
+class PlayerTracked(Message, frozen=True, kw_only=True):
+    player_key: str
+    display_name: str
+    mode: GameMode = GameMode.REGULAR
+    interval_s: int
+    by: str
+
+
+class PlayerUntracked(Message, frozen=True, kw_only=True):
+    player_key: str
+    by: str
+
+
+class PlayerUpdated(Message, frozen=True, kw_only=True):
+    """Only the fields that changed are set."""
+
+    player_key: str
+    display_name: str | None = None
+    mode: GameMode | None = None
+    interval_s: int | None = None
+    by: str = ""
+
+
+PlayerEvent = PlayerTracked | PlayerUntracked | PlayerUpdated
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: Message) -> bytes:
+    return _encoder.encode(message)
+
+
+_decoders: dict[type, msgspec.json.Decoder] = {}
+
+
+def decode(data: bytes, type_: type[T]) -> T:
+    """Decode one message; raises msgspec.DecodeError / ValidationError with the reason."""
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
+    return decoder.decode(data)
+
+
+def event_type_for(subject: str) -> type[Message] | None:
+    """The message type carried on a subject, or None for a subject no service knows."""
+    if subject.startswith(subjects.OBSERVED_PREFIX + "."):
+        return HiscoreObserved
+    if subject.startswith(subjects.STATUS_PREFIX + "."):
+        return FetchCompleted
+    if subject.startswith(subjects.FETCH_PREFIX + "."):
+        return FetchRequested
+    return _PLAYER_EVENT_TYPES.get(subject)
+
+
+_PLAYER_EVENT_TYPES: dict[str, type[Message]] = {
+    subjects.PLAYER_TRACKED: PlayerTracked,
+    subjects.PLAYER_UNTRACKED: PlayerUntracked,
+    subjects.PLAYER_UPDATED: PlayerUpdated,
+}
+
+
+class UnknownSubject(ValueError):
+    """No message type is published on this subject."""
+
+
+def decode_on(subject: str, data: bytes) -> Message:
+    """Decode a message by the subject it arrived on."""
+    type_ = event_type_for(subject)
+    if type_ is None:
+        raise UnknownSubject(f"no message type is published on {subject!r}")
+    return decode(data, type_)

@@ -1,0 +1,151 @@
+"""The one NATS helper: connect, declare streams and buckets, publish with a message id,
+dead-letter a message that cannot be handled."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+from nats.js.kv import KeyValue
+
+from shared import subjects
+from shared.events import Message, encode
+from shared.settings import Settings
+
+log = logging.getLogger("osrs.nats")
+
+DAY = 86_400
+DUPLICATE_WINDOW = 120.0
+
+
+def stream_configs() -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=subjects.CMD_STREAM,
+            subjects=[f"{subjects.FETCH_PREFIX}.*"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+        StreamConfig(
+            name=subjects.EVT_STREAM,
+            subjects=["osrs.evt.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+        StreamConfig(
+            name=subjects.STATUS_STREAM,
+            subjects=[f"{subjects.STATUS_PREFIX}.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_msgs_per_subject=1,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+        StreamConfig(
+            name=subjects.PROGRESS_STREAM,
+            subjects=[f"{subjects.PROGRESS_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=30 * DAY,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+        StreamConfig(
+            name=subjects.DEAD_STREAM,
+            subjects=[f"{subjects.DEAD_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=90 * DAY,
+            discard=DiscardPolicy.OLD,
+        ),
+    ]
+
+
+def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
+    return [
+        KeyValueConfig(bucket=subjects.FETCH_HASHES_BUCKET, history=1, storage=StorageType.FILE),
+        KeyValueConfig(bucket=subjects.SCHEDULER_LEASE_BUCKET, history=1, ttl=10.0),
+        KeyValueConfig(
+            bucket=subjects.REFRESH_COOLDOWN_BUCKET, history=1, ttl=float(settings.refresh_cooldown)
+        ),
+    ]
+
+
+async def connect(settings: Settings, name: str) -> Client:
+    """A connection that keeps reconnecting for as long as the process lives."""
+    return await nats.connect(
+        settings.nats_url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+    )
+
+
+async def declare(js: JetStreamContext, settings: Settings) -> None:
+    """Create or update every stream and KV bucket. Idempotent: each service calls it at start."""
+    for config in stream_configs():
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            # Exists with another configuration (e.g. an older release): bring it up to date.
+            await js.update_stream(config)
+    for bucket in bucket_configs(settings):
+        try:
+            await js.create_key_value(bucket)
+        except BadRequestError:
+            info = await js.stream_info(f"KV_{bucket.bucket}")
+            wanted_ttl = bucket.ttl or 0
+            if abs((info.config.max_age or 0) - wanted_ttl) > 0.001:
+                info.config.max_age = wanted_ttl
+                await js.update_stream(info.config)
+
+
+async def key_value(js: JetStreamContext, bucket: str) -> KeyValue:
+    return await js.key_value(bucket)
+
+
+async def publish(
+    js: JetStreamContext, subject: str, message: Message, *, msg_id: str, stream: str
+) -> bool:
+    """Publish with `Nats-Msg-Id`; True when the stream stored it, False for a duplicate."""
+    ack = await js.publish(subject, encode(message), stream=stream, headers={"Nats-Msg-Id": msg_id})
+    return not ack.duplicate
+
+
+async def dead_letter(js: JetStreamContext, service: str, msg: Msg, reason: str) -> None:
+    """Park a message that cannot be handled on `osrs.dead.<service>.<stream>` with the reason
+    and its original headers, so nothing is lost and the consumer moves on."""
+    meta = msg.metadata
+    headers = dict(msg.headers or {})
+    headers.pop("Nats-Msg-Id", None)
+    headers.update(
+        {
+            "Osrs-Dead-Reason": reason[:1000].replace("\r", " ").replace("\n", " "),
+            "Osrs-Original-Subject": msg.subject,
+            "Osrs-Original-Stream": meta.stream,
+            "Osrs-Original-Sequence": str(meta.sequence.stream),
+            "Osrs-Deliveries": str(meta.num_delivered),
+        }
+    )
+    await js.publish(
+        subjects.dead_subject(service, meta.stream),
+        msg.data,
+        stream=subjects.DEAD_STREAM,
+        headers=headers,
+    )
+    log.warning(
+        "dead_lettered service=%s stream=%s seq=%s subject=%s reason=%r",
+        service, meta.stream, meta.sequence.stream, msg.subject, reason,
+    )

@@ -1,0 +1,37 @@
+"""Wiring shared by the three FastStream services: the broker, start-up declaration, `main`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+
+from shared import logs
+from shared.settings import Settings, get_settings
+
+
+def create_broker(settings: Settings, name: str) -> NatsBroker:
+    return NatsBroker(
+        settings.nats_url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        logger=logging.getLogger(f"osrs.{name}.broker"),
+        log_level=logging.DEBUG,  # FastStream logs every message at this level
+    )
+
+
+def main_for(service: str, create_app: Callable[[Settings], FastStream]) -> Callable[[], None]:
+    """A console-script entry point: settings and logs once, then run until SIGINT/SIGTERM."""
+
+    def main() -> None:
+        settings = get_settings()
+        logs.configure(service, settings.log_level)
+        app = create_app(settings)
+        asyncio.run(app.run(log_level=logging.DEBUG))
+
+    return main

@@ -1,0 +1,91 @@
+"""Typed settings, read once from the environment (names as in ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from collections.abc import Mapping
+
+import msgspec
+
+DEFAULT_HISCORES_URL = "https://secure.runescape.com"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/osrs"
+    hiscores_url: str = DEFAULT_HISCORES_URL
+    jwt_secret: str | None = None
+    admin_username: str | None = None
+    admin_password: str | None = None
+    fetch_interval: int = 3600
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    dev: bool = False
+    refresh_cooldown: int = 60
+    access_token_ttl: int = 900
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = _DEFAULTS
+        return cls(
+            nats_url=env.get("NATS_URL") or d.nats_url,
+            database_url=env.get("DATABASE_URL") or d.database_url,
+            hiscores_url=(env.get("OSRS_HISCORES_URL") or d.hiscores_url).rstrip("/"),
+            jwt_secret=env.get("OSRS_JWT_SECRET") or None,
+            admin_username=env.get("OSRS_ADMIN_USERNAME") or None,
+            admin_password=env.get("OSRS_ADMIN_PASSWORD") or None,
+            fetch_interval=_int(env, "OSRS_FETCH_INTERVAL", d.fetch_interval, minimum=1),
+            api_host=env.get("API_HOST") or d.api_host,
+            api_port=_int(env, "API_PORT", d.api_port, minimum=0),
+            dev=_flag(env, "OSRS_DEV"),
+            refresh_cooldown=_int(env, "OSRS_REFRESH_COOLDOWN", d.refresh_cooldown, minimum=1),
+            access_token_ttl=_int(env, "OSRS_ACCESS_TOKEN_TTL", d.access_token_ttl, minimum=1),
+            log_level=(env.get("OSRS_LOG_LEVEL") or d.log_level).upper(),
+        )
+
+    def signing_secret(self) -> str:
+        """The JWT secret; outside dev mode the API refuses to run without one."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.dev:
+            return _dev_secret()
+        raise SettingsError("OSRS_JWT_SECRET is not set (set it, or OSRS_DEV=1 for a random one)")
+
+
+_DEFAULTS = Settings()
+
+
+@functools.cache
+def _dev_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return (env.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
