@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 from faststream import FastStream
+from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 
 from shared import logs
@@ -23,6 +24,12 @@ def create_broker(settings: Settings, name: str) -> NatsBroker:
         logger=logging.getLogger(f"osrs.{name}.broker"),
         log_level=logging.DEBUG,  # FastStream logs every message at this level
     )
+
+
+async def raw_body(msg: StreamMessage) -> bytes | list[bytes]:
+    """A FastStream decoder that hands the handler the bytes as they arrived: every service
+    decodes its messages itself, so that a malformed one can be dead-lettered."""
+    return msg.body
 
 
 def main_for(service: str, create_app: Callable[[Settings], FastStream]) -> Callable[[], None]:

@@ -14,7 +14,7 @@ from services.fetcher.handler import RETRYABLE, FetchHandler
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchRequested, decode
-from shared.service import create_broker, main_for
+from shared.service import create_broker, main_for, raw_body
 from shared.settings import Settings
 
 log = logging.getLogger("osrs.fetcher")
@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> FastStream:
         pull_sub=PullSub(batch_size=CONCURRENCY, timeout=1.0),
         config=ConsumerConfig(ack_wait=60, max_deliver=-1),
         ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
         max_workers=CONCURRENCY,
     )
     async def on_fetch_requested(body: bytes, msg: NatsMessage) -> None:

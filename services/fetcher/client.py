@@ -22,10 +22,15 @@ class HiscoresAnswer(msgspec.Struct, frozen=True):
     retry_after: float | None = None
 
 
-def new_http_client(*, max_connections: int = 16) -> httpx.AsyncClient:
+def new_http_client(
+    *, max_connections: int = 16, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(10.0, connect=5.0),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
     )

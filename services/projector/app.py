@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from services.projector.projection import Projector
 from shared import db, subjects
 from shared import nats as natsx
-from shared.service import create_broker, main_for
+from shared.service import create_broker, main_for, raw_body
 from shared.settings import Settings
 
 log = logging.getLogger("osrs.projector")
@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> FastStream:
         pull_sub=PullSub(batch_size=BATCH, timeout=1.0, batch=True),
         config=CONSUMER,
         ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
     )
     async def on_events(body: list[bytes], msg: NatsMessage) -> None:
         await project(subjects.EVT_STREAM, msg)
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> FastStream:
         pull_sub=PullSub(batch_size=BATCH, timeout=1.0, batch=True),
         config=CONSUMER,
         ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
     )
     async def on_status(body: list[bytes], msg: NatsMessage) -> None:
         await project(subjects.STATUS_STREAM, msg)

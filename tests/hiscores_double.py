@@ -1,0 +1,28 @@
+"""A scripted hiscores for handler tests: answers from a queue, then the last answer forever."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from services.fetcher.client import new_http_client
+
+DATA = Path(__file__).parent / "data"
+MID = (DATA / "synthetic_mid.index_lite.json").read_bytes()
+OUTAGE = (DATA / "outage_200.html").read_bytes()
+NOT_FOUND = (DATA / "not_found.html").read_bytes()
+
+
+class ScriptedHiscores:
+    def __init__(self, *answers: tuple[int, bytes, str]) -> None:
+        self.answers = list(answers) or [(200, MID, "application/json")]
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status, body, content_type = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return httpx.Response(status, content=body, headers={"content-type": content_type})
+
+    def client(self) -> httpx.AsyncClient:
+        return new_http_client(transport=httpx.MockTransport(self))

@@ -1,0 +1,142 @@
+"""The fetcher against a real NATS JetStream server."""
+
+import asyncio
+import json
+
+import pytest
+
+from services.fetcher.app import create_app
+from services.fetcher.client import HiscoresClient
+from services.fetcher.handler import FetchHandler
+from shared import nats as natsx
+from shared import subjects
+from shared.events import FetchCompleted, FetchOutcome, FetchRequested, HiscoreObserved, decode
+from shared.settings import Settings
+from tests.hiscores_double import MID, NOT_FOUND, OUTAGE, ScriptedHiscores
+
+
+async def _handler(js, hiscores: ScriptedHiscores) -> FetchHandler:
+    kv = await js.key_value(subjects.FETCH_HASHES_BUCKET)
+    return FetchHandler(HiscoresClient("http://hiscores", hiscores.client()), js, kv)
+
+
+async def _count(js, stream: str, subject: str) -> int:
+    info = await js.stream_info(stream, subjects_filter=subject)
+    return (info.state.subjects or {}).get(subject, 0)
+
+
+def _cmd(name="Synth Mid") -> FetchRequested:
+    from shared.players import player_key
+    return FetchRequested(player_key=player_key(name), display_name=name, slot=1)
+
+
+async def test_first_fetch_is_observed_and_an_idle_player_produces_no_observation(js):
+    handler = await _handler(js, ScriptedHiscores())
+    first = await handler.handle(_cmd())
+    second = await handler.handle(_cmd())
+    assert (first.outcome, second.outcome) == (FetchOutcome.CHANGED, FetchOutcome.UNCHANGED)
+    assert await _count(js, subjects.EVT_STREAM, subjects.observed_subject("synth_mid")) == 1
+    msg = await js.get_last_msg(subjects.EVT_STREAM, subjects.observed_subject("synth_mid"))
+    observed = decode(msg.data, HiscoreObserved)
+    assert observed.display_name == "Synth Mid" and len(observed.skills) == 25
+    status = await js.get_last_msg(subjects.STATUS_STREAM, subjects.status_subject("synth_mid"))
+    assert decode(status.data, FetchCompleted).outcome is FetchOutcome.UNCHANGED
+
+
+async def test_rank_drift_alone_is_not_a_change_but_xp_is(js):
+    drifted = json.loads(MID)
+    drifted["skills"][3]["rank"] += 50
+    gained = json.loads(MID)
+    gained["skills"][3]["xp"] += 500
+    hiscores = ScriptedHiscores((200, MID, "application/json"),
+                                (200, json.dumps(drifted).encode(), "application/json"),
+                                (200, json.dumps(gained).encode(), "application/json"))
+    handler = await _handler(js, hiscores)
+    outcomes = [(await handler.handle(_cmd())).outcome for _ in range(3)]
+    assert outcomes == [FetchOutcome.CHANGED, FetchOutcome.UNCHANGED, FetchOutcome.CHANGED]
+    assert await _count(js, subjects.EVT_STREAM, subjects.observed_subject("synth_mid")) == 2
+
+
+@pytest.mark.parametrize(("answer", "outcome"), [
+    ((404, NOT_FOUND, "text/html"), FetchOutcome.NOT_FOUND),
+    ((200, OUTAGE, "text/html"), FetchOutcome.UNAVAILABLE),
+    ((503, b"", "text/plain"), FetchOutcome.UNAVAILABLE),
+    ((429, b"", "text/plain"), FetchOutcome.RATE_LIMITED),
+    ((200, b'{"skills": [], "activities": []}', "application/json"), FetchOutcome.INVALID),
+])
+async def test_failures_publish_a_status_and_no_observation(js, answer, outcome):
+    handler = await _handler(js, ScriptedHiscores(answer))
+    completed = await handler.handle(_cmd())
+    assert completed.outcome is outcome and completed.detail
+    assert await _count(js, subjects.EVT_STREAM, subjects.observed_subject("synth_mid")) == 0
+    assert await _count(js, subjects.STATUS_STREAM, subjects.status_subject("synth_mid")) == 1
+
+
+async def test_the_request_uses_the_official_path_and_a_user_agent(js):
+    hiscores = ScriptedHiscores()
+    handler = await _handler(js, hiscores)
+    await handler.handle(_cmd("Lynx Titan"))
+    request = hiscores.requests[0]
+    assert request.url.path == "/m=hiscore_oldschool/index_lite.json"
+    assert request.url.params["player"] == "Lynx Titan"
+    assert "osrs-diff" in request.headers["user-agent"]
+
+
+async def _run_fetcher(settings: Settings, until, timeout: float = 15.0):
+    app = create_app(settings)
+    task = asyncio.create_task(app.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not await until():
+                await asyncio.sleep(0.05)
+    finally:
+        app.exit()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_poisoned_command_is_dead_lettered_and_the_next_one_is_served(js, nats_url):
+    await js.publish(subjects.fetch_subject("garbage"), b"\xff not json", stream=subjects.CMD_STREAM)
+    await natsx.publish(js, subjects.fetch_subject("nobody"), _cmd("nobody"), msg_id="n:1",
+                        stream=subjects.CMD_STREAM)
+    # The hiscores URL points nowhere: the good command gets a status (unavailable) and waits
+    # for a retry; the garbage goes to the dead-letter stream with its reason.
+    settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
+
+    async def done() -> bool:
+        dead = await _count(js, subjects.DEAD_STREAM, subjects.dead_subject("fetcher", "OSRS_CMD"))
+        status = await _count(js, subjects.STATUS_STREAM, subjects.status_subject("nobody"))
+        return dead == 1 and status == 1
+
+    await _run_fetcher(settings, done)
+    dead = await js.get_last_msg(subjects.DEAD_STREAM, subjects.dead_subject("fetcher", "OSRS_CMD"))
+    assert dead.data == b"\xff not json"
+    assert "undecodable" in dead.headers["Osrs-Dead-Reason"]
+    # The unavailable command is not lost: it waits in the work queue for its retry.
+    assert (await js.stream_info(subjects.CMD_STREAM)).state.messages == 1
+
+
+async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(js, nats_url,
+                                                                           monkeypatch):
+    import services.fetcher.app as fetcher_app
+
+    calls = []
+    real_handle = FetchHandler.handle
+
+    async def flaky_handle(self, cmd):
+        calls.append(cmd.player_key)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return await real_handle(self, cmd)
+
+    monkeypatch.setattr(FetchHandler, "handle", flaky_handle)
+    monkeypatch.setattr(fetcher_app, "retry_delay", lambda attempt, retry_after=None: 0.2)
+    await natsx.publish(js, subjects.fetch_subject("nobody"), _cmd("nobody"), msg_id="n:1",
+                        stream=subjects.CMD_STREAM)
+    settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
+
+    async def handled_twice() -> bool:
+        return len(calls) >= 2 and await _count(
+            js, subjects.STATUS_STREAM, subjects.status_subject("nobody")) == 1
+
+    await _run_fetcher(settings, handled_twice)
+    assert calls[:2] == ["nobody", "nobody"]
