@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
 from nats.js.errors import KeyWrongLastSequenceError
 
@@ -48,7 +48,7 @@ class PlayersController(Controller):
     tags = ["players"]
 
     @post("/", status_code=HTTP_202_ACCEPTED, summary="Track a player: fetched at once, then on schedule")
-    async def track(self, data: TrackPlayer, request: Request, state: State) -> Response[PlayerDetail]:
+    async def track(self, data: JSONBody[TrackPlayer], request: Request, state: State) -> Response[PlayerDetail]:
         try:
             display_name = validate_name(data.name)
         except InvalidPlayerName as exc:
@@ -81,9 +81,11 @@ class PlayersController(Controller):
     async def list_players(
         self,
         state: State,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-        cursor: str = "",
-        status: Annotated[str | None, Parameter(description=f"one of {', '.join(STATUSES)}")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        cursor: Annotated[str, QueryParameter(description="next_cursor of the previous page")] = "",
+        status: Annotated[
+            str | None, QueryParameter(description=f"one of {', '.join(STATUSES)}")
+        ] = None,
     ) -> PlayerPage:
         if status is not None and status not in STATUSES:
             raise ValidationException(f"status must be one of {', '.join(STATUSES)}")
@@ -95,14 +97,14 @@ class PlayersController(Controller):
         return PlayerPage(items=items, next_cursor=items[-1].key if len(items) == limit else None)
 
     @get("/{name:str}", summary="The latest state of a player")
-    async def get_player(self, name: str, state: State) -> PlayerDetail:
+    async def get_player(self, name: FromPath[str], state: State) -> PlayerDetail:
         detail = await self._detail(state, _key(name))
         if detail is None:
             raise NotFoundException(f"player {name!r} is not tracked")
         return detail
 
     @delete("/{name:str}", status_code=HTTP_202_ACCEPTED, summary="Stop tracking (history is kept)")
-    async def untrack(self, name: str, request: Request, state: State) -> Accepted:
+    async def untrack(self, name: FromPath[str], request: Request, state: State) -> Accepted:
         key = await self._tracked_key(state, name)
         event = PlayerUntracked(player_key=key, by=request.user.username)
         await natsx.publish(state.js, subjects.PLAYER_UNTRACKED, event, msg_id=event.id,
@@ -110,7 +112,7 @@ class PlayersController(Controller):
         return Accepted(key=key, status="untracking", detail="tracking stops; history is kept")
 
     @post("/{name:str}/refresh", status_code=HTTP_202_ACCEPTED, summary="Fetch a player now")
-    async def refresh(self, name: str, state: State) -> Response[Accepted]:
+    async def refresh(self, name: FromPath[str], state: State) -> Response[Accepted]:
         key = await self._tracked_key(state, name)
         detail = await self._detail(state, key)
         await self._request_fetch(state, key, detail.display_name, detail.mode)

@@ -1,0 +1,100 @@
+"""The scheduler against a real NATS JetStream server."""
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NoKeysError
+
+from services.scheduler.app import Lease, Scheduler, create_app, follow
+from services.scheduler.slots import slot_at
+from shared import nats as natsx
+from shared import subjects
+from shared.events import FetchCompleted, FetchOutcome, FetchRequested, PlayerTracked, decode
+from shared.settings import Settings
+
+LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+async def track(js, key: str, interval_s: int) -> None:
+    event = PlayerTracked(player_key=key, display_name=key, interval_s=interval_s, by="t",
+                          at=LONG_AGO)
+    await natsx.publish(js, subjects.PLAYER_TRACKED, event, msg_id=event.id,
+                        stream=subjects.EVT_STREAM)
+
+
+async def scheduler(js, name: str) -> Scheduler:
+    kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
+    s = Scheduler(js, Lease(kv, name))
+    await follow(js, f"{subjects.STATUS_PREFIX}.*", DeliverPolicy.LAST_PER_SUBJECT, s.on_status)
+    await follow(js, subjects.PLAYER_EVENTS, DeliverPolicy.ALL, s.on_player_event)
+    return s
+
+
+async def commands(js) -> list[FetchRequested]:
+    info = await js.stream_info(subjects.CMD_STREAM)
+    if not info.state.messages:
+        return []
+    sub = await js.pull_subscribe("osrs.cmd.fetch.*", stream=subjects.CMD_STREAM)
+    msgs = await sub.fetch(info.state.messages, timeout=2)
+    return [decode(m.data, FetchRequested) for m in msgs]
+
+
+async def test_only_the_lease_holder_publishes_and_each_slot_once(js):
+    await track(js, "alpha", 1)
+    await track(js, "beta", 1)
+    first, second = await scheduler(js, "one"), await scheduler(js, "two")
+    assert set(first.schedule.players) == {"alpha", "beta"}
+    tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
+    await asyncio.sleep(3.2)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert first.lease.held != second.lease.held
+    sent = await commands(js)
+    per_player = {key: [c.slot for c in sent if c.player_key == key] for key in ("alpha", "beta")}
+    for slots in per_player.values():
+        assert 3 <= len(slots) <= 5
+        assert slots == sorted(set(slots))  # consecutive slots, none twice
+    assert all(c.reason == "scheduled" for c in sent)
+
+
+async def test_a_restarted_scheduler_does_not_refetch_a_slot_already_fetched(js):
+    await track(js, "gamma", 3600)
+    now = datetime.now(UTC).timestamp()
+    done = FetchCompleted(player_key="gamma", mode="regular", outcome=FetchOutcome.UNCHANGED)
+    await natsx.publish(js, subjects.status_subject("gamma"), done, msg_id=done.id,
+                        stream=subjects.STATUS_STREAM)
+    s = await scheduler(js, "restarted")
+    assert s.last_fetched["gamma"] >= now - 1
+    assert await s.lease.keep(now)
+    assert await s.publish_due(now) == 0  # fetched inside the current slot already
+    assert await commands(js) == []
+
+
+async def test_a_lapsed_lease_is_taken_over(js):
+    kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
+    leader, follower = Lease(kv, "leader"), Lease(kv, "follower")
+    assert await leader.keep(0.0) and not await follower.keep(0.0)
+    await leader.release()
+    assert await follower.keep(1.0)
+    assert not await leader.keep(100.0)
+
+
+async def test_the_scheduler_service_replays_the_log_and_publishes_due_slots(js, nats_url):
+    await track(js, "delta", 3600)
+    app = create_app(Settings(nats_url=nats_url))
+    task = asyncio.create_task(app.run())
+    try:
+        async with asyncio.timeout(15):
+            while not (sent := await commands(js)):
+                await asyncio.sleep(0.1)
+    finally:
+        app.exit()
+        await asyncio.wait_for(task, 10)
+    assert [(c.player_key, c.slot) for c in sent] == [
+        ("delta", slot_at("delta", 3600, datetime.now(UTC).timestamp()))]
+    kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
+    with pytest.raises(NoKeysError):  # the lease was released at shutdown
+        await kv.keys()
