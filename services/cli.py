@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from shared import db, logs
@@ -13,16 +14,35 @@ from shared.settings import SettingsError, get_settings
 def _migrate(args: argparse.Namespace) -> int:
     settings = get_settings()
     applied = db.migrate(settings.database_url)
-    print(f"applied migrations: {', '.join(map(str, applied))}" if applied else "schema is up to date")
+    print(
+        f"applied migrations: {', '.join(map(str, applied))}" if applied else "schema is up to date"
+    )
     return 0
 
 
 def _sim(args: argparse.Namespace) -> int:
     from sim.app import serve
+    from sim.population import DEFAULT_EPOCH
 
-    print(f"hiscores simulator: {args.players} players on http://{args.host}:{args.port}", flush=True)
-    serve(players=args.players, port=args.port, host=args.host, seed=args.seed, tick_s=args.tick)
+    if args.epoch is None:
+        args.epoch = DEFAULT_EPOCH
+
+    print(
+        f"hiscores simulator: {args.players} players on http://{args.host}:{args.port}", flush=True
+    )
+    serve(
+        players=args.players,
+        port=args.port,
+        host=args.host,
+        seed=args.seed,
+        tick_s=args.tick,
+        epoch=args.epoch,
+    )
     return 0
+
+
+def _epoch(value: str) -> float:
+    return time.time() if value == "now" else float(value)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -43,14 +63,30 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8001)
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--seed", type=int, default=1, help="same seed, same answers")
-    sim.add_argument("--tick", type=float, default=60.0,
-                     help="seconds between two gains of an active player (default 60)")
+    sim.add_argument(
+        "--tick",
+        type=float,
+        default=60.0,
+        help="seconds between two gains of an active player (default 60)",
+    )
+    sim.add_argument(
+        "--epoch",
+        type=_epoch,
+        default=None,
+        help="unix time of tick 0, or 'now' (use 'now' with short ticks, or active "
+        "players are at 200M xp already); default 2025-01-01",
+    )
     sim.set_defaults(func=_sim)
 
     up = commands.add_parser("up", help="run the whole product in the foreground")
-    up.add_argument("--demo", action="store_true",
-                    help="with the simulator as the hiscores and a few tracked players")
-    up.add_argument("--data-dir", default=".data", help="where embedded NATS and Postgres keep data")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="with the simulator as the hiscores and a few tracked players",
+    )
+    up.add_argument(
+        "--data-dir", default=".data", help="where embedded NATS and Postgres keep data"
+    )
     up.add_argument("--players", type=int, default=1000, help="simulated players (demo)")
     up.set_defaults(func=_up)
     return top

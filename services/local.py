@@ -67,9 +67,18 @@ class LocalNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-             "-sd", str(self.store_dir)],
-            stdout=out, stderr=subprocess.STDOUT,
+            [
+                nats_server_binary(),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-sd",
+                str(self.store_dir),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         wait_for_port(self.port, 10, self.proc)
         return self
@@ -96,7 +105,9 @@ def _postgres_bindir() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    raise LocalServerError("no PostgreSQL server binaries (initdb): install PostgreSQL or set DATABASE_URL")
+    raise LocalServerError(
+        "no PostgreSQL server binaries (initdb): install PostgreSQL or set DATABASE_URL"
+    )
 
 
 class LocalPostgres:
@@ -119,7 +130,9 @@ class LocalPostgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise LocalServerError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+            raise LocalServerError(
+                f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result
 
     def start(self) -> LocalPostgres:
@@ -134,13 +147,33 @@ class LocalPostgres:
                     "others; use another folder or set DATABASE_URL"
                 )
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--no-sync")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            )
         options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-w", "-t", "30",
-                  "-l", str(self.data_dir / "server.log"), "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(self.data_dir / "server.log"),
+            "start",
+        )
         return self
 
     def stop(self, mode: str = "fast") -> None:

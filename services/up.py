@@ -60,7 +60,9 @@ class Stack:
         while not self.stopping:
             for name, proc in self.children.items():
                 if proc.poll() is not None:
-                    log.error("service_exited name=%s code=%s: stopping everything", name, proc.returncode)
+                    log.error(
+                        "service_exited name=%s code=%s: stopping everything", name, proc.returncode
+                    )
                     return 1
             time.sleep(0.2)
         return 0
@@ -100,8 +102,21 @@ def run(*, demo: bool, data_dir: Path, sim_players: int = 1000) -> int:
             env.setdefault("OSRS_ADMIN_PASSWORD", DEMO_PASSWORD)
             env.setdefault("OSRS_FETCH_INTERVAL", "60")
             sim_port = free_port(8001)
-            stack.spawn("sim", ["-m", "services.cli", "sim", "--players", str(sim_players),
-                                "--port", str(sim_port), "--tick", "30"], env)
+            stack.spawn(
+                "sim",
+                [
+                    "-m",
+                    "services.cli",
+                    "sim",
+                    "--players",
+                    str(sim_players),
+                    "--port",
+                    str(sim_port),
+                    "--tick",
+                    "30",
+                ],
+                env,
+            )
             wait_for_port(sim_port, 20, stack.children["sim"])
             env["OSRS_HISCORES_URL"] = f"http://127.0.0.1:{sim_port}"
         stack.start_services(env)
@@ -128,21 +143,29 @@ def _seed_demo(settings: Settings, stack: Stack) -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the API was not ready after 60 s")
             time.sleep(0.2)
-        token = client.post("/v1/auth/token", json={
-            "username": settings.admin_username, "password": settings.admin_password,
-        }).json()["access_token"]
+        token = client.post(
+            "/v1/auth/token",
+            json={
+                "username": settings.admin_username,
+                "password": settings.admin_password,
+            },
+        ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         names = [f"Sim {i}" for i in range(1, DEMO_PLAYERS + 1)]
         for name in names:
             client.post("/v1/players", json={"name": name}, headers=auth)
     first = names[0].replace(" ", "%20")
-    print(f"""
+    login = f'{{"username": "{settings.admin_username}", "password": "{settings.admin_password}"}}'
+    print(
+        f"""
 osrs-diff demo is running (Ctrl-C stops it).
   API         {base}      OpenAPI: {base}/schema/swagger
   hiscores    {settings.hiscores_url}  (the simulator, {len(names)} players tracked)
   log in      TOKEN=$(curl -s -X POST {base}/v1/auth/token -H 'content-type: application/json' \\
-                -d '{{"username": "{settings.admin_username}", "password": "{settings.admin_password}"}}' \\
+                -d '{login}' \\
                 | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   a player    curl -s {base}/v1/players/{first} -H "Authorization: Bearer $TOKEN"
   all players curl -s {base}/v1/players -H "Authorization: Bearer $TOKEN"
-""", flush=True)
+""",
+        flush=True,
+    )

@@ -17,10 +17,16 @@ _MIGRATION_FILE = re.compile(r"(\d{3})_([a-z0-9_]+)\.sql")
 _MIGRATION_LOCK = 0x05C5D1FF  # pg_advisory_lock id: one migrator at a time
 
 
-def pool(database_url: str, *, min_size: int = 1, max_size: int = 10, name: str) -> AsyncConnectionPool:
+def pool(
+    database_url: str, *, min_size: int = 1, max_size: int = 10, name: str
+) -> AsyncConnectionPool:
     """An unopened pool; open it in the lifespan with `await pool.open(wait=True)`."""
     return AsyncConnectionPool(
-        database_url, min_size=min_size, max_size=max_size, open=False, name=name,
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
         kwargs={"application_name": name},
     )
 

@@ -25,7 +25,8 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
 def metric_key(name: str) -> str:
-    """`Kree'Arra` -> `kreearra`, `Clue Scrolls (all)` -> `clue_scrolls_all`, `LMS - Rank` -> `lms_rank`."""
+    """`Kree'Arra` -> `kreearra`, `Clue Scrolls (all)` -> `clue_scrolls_all`,
+    `LMS - Rank` -> `lms_rank`."""
     folded = _NON_ALNUM.sub("_", name.lower().replace("'", "").replace("\u2019", ""))
     return folded.strip("_")
 

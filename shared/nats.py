@@ -147,5 +147,9 @@ async def dead_letter(js: JetStreamContext, service: str, msg: Msg, reason: str)
     )
     log.warning(
         "dead_lettered service=%s stream=%s seq=%s subject=%s reason=%r",
-        service, meta.stream, meta.sequence.stream, msg.subject, reason,
+        service,
+        meta.stream,
+        meta.sequence.stream,
+        msg.subject,
+        reason,
     )

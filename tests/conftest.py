@@ -91,7 +91,9 @@ def template_db(postgres_server) -> str:
     db.migrate(url)
     yield _TEMPLATE
     with psycopg.connect(make_conninfo(postgres_server, dbname="postgres"), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_TEMPLATE)))
+        c.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_TEMPLATE))
+        )
 
 
 @pytest.fixture
@@ -100,17 +102,28 @@ def database_url(postgres_server, template_db) -> str:
     name = f"osrs_t{os.getpid()}_{next(_counter)}"
     admin = make_conninfo(postgres_server, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
     yield make_conninfo(postgres_server, dbname=name)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
 def settings(nats_url, database_url) -> Settings:
-    return Settings(nats_url=nats_url, database_url=database_url, jwt_secret="x" * 32,
-                    admin_username="admin", admin_password="correct horse", dev=False)
+    return Settings(
+        nats_url=nats_url,
+        database_url=database_url,
+        jwt_secret="x" * 32,
+        admin_username="admin",
+        admin_password="correct horse",
+        dev=False,
+    )
 
 
 @pytest.fixture
@@ -125,4 +138,3 @@ async def js(nats_url):
     await natsx.declare(jsc, Settings(nats_url=nats_url))
     yield jsc
     await nc.drain()
-

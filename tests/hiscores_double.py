@@ -21,7 +21,9 @@ class ScriptedHiscores:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        status, body, content_type = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        status, body, content_type = (
+            self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        )
         return httpx.Response(status, content=body, headers={"content-type": content_type})
 
     def client(self) -> httpx.AsyncClient:

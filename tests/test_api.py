@@ -18,8 +18,9 @@ async def client(settings, js):
 
 @pytest.fixture
 async def auth(client):
-    response = await client.post("/v1/auth/token",
-                                 json={"username": "admin", "password": "correct horse"})
+    response = await client.post(
+        "/v1/auth/token", json={"username": "admin", "password": "correct horse"}
+    )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
@@ -37,12 +38,17 @@ async def test_health_and_schema_need_no_token(client):
     assert schema.status_code == 200 and "/v1/players" in schema.json()["paths"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nonsense"},
-                                     {"Authorization": "Basic YWRtaW46eA=="}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic YWRtaW46eA=="}]
+)
 async def test_every_other_route_needs_a_valid_token(client, headers):
-    for method, path in [("GET", "/v1/players"), ("GET", "/v1/players/zezima"),
-                         ("POST", "/v1/players"), ("DELETE", "/v1/players/zezima"),
-                         ("POST", "/v1/players/zezima/refresh")]:
+    for method, path in [
+        ("GET", "/v1/players"),
+        ("GET", "/v1/players/zezima"),
+        ("POST", "/v1/players"),
+        ("DELETE", "/v1/players/zezima"),
+        ("POST", "/v1/players/zezima/refresh"),
+    ]:
         response = await client.request(method, path, headers=headers, json={"name": "x"})
         assert response.status_code == 401, (method, path, response.text)
 
@@ -55,8 +61,13 @@ async def test_a_token_signed_with_another_secret_is_refused(client):
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("body", [{"username": "admin", "password": "wrong"},
-                                  {"username": "nobody", "password": "correct horse"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "admin", "password": "wrong"},
+        {"username": "nobody", "password": "correct horse"},
+    ],
+)
 async def test_wrong_credentials_are_refused_alike(client, body):
     response = await client.post("/v1/auth/token", json=body)
     assert response.status_code == 401
@@ -64,9 +75,10 @@ async def test_wrong_credentials_are_refused_alike(client, body):
 
 
 async def test_login_with_the_oauth2_password_form(client):
-    response = await client.post("/v1/auth/token",
-                                 data={"username": "admin", "password": "correct horse",
-                                       "grant_type": "password"})
+    response = await client.post(
+        "/v1/auth/token",
+        data={"username": "admin", "password": "correct horse", "grant_type": "password"},
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer" and body["expires_in"] == 900
@@ -74,8 +86,9 @@ async def test_login_with_the_oauth2_password_form(client):
 
 async def test_malformed_login_bodies_get_400(client):
     for content in [b"{", b'{"username": 1}', b"[]"]:
-        response = await client.post("/v1/auth/token", content=content,
-                                     headers={"content-type": "application/json"})
+        response = await client.post(
+            "/v1/auth/token", content=content, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400, content
 
 
@@ -83,18 +96,33 @@ async def test_tracking_publishes_the_event_and_a_fetch(client, auth, js):
     response = await client.post("/v1/players", json={"name": "Lynx Titan"}, headers=auth)
     assert response.status_code == 202, response.text
     assert response.json()["key"] == "lynx_titan" and response.json()["status"] == "pending"
-    tracked = decode((await js.get_last_msg(subjects.EVT_STREAM, subjects.PLAYER_TRACKED)).data,
-                     PlayerTracked)
+    tracked = decode(
+        (await js.get_last_msg(subjects.EVT_STREAM, subjects.PLAYER_TRACKED)).data, PlayerTracked
+    )
     assert (tracked.player_key, tracked.display_name, tracked.interval_s, tracked.by) == (
-        "lynx_titan", "Lynx Titan", 3600, "admin")
-    fetch = decode((await js.get_last_msg(subjects.CMD_STREAM, "osrs.cmd.fetch.lynx_titan")).data,
-                   FetchRequested)
+        "lynx_titan",
+        "Lynx Titan",
+        3600,
+        "admin",
+    )
+    fetch = decode(
+        (await js.get_last_msg(subjects.CMD_STREAM, "osrs.cmd.fetch.lynx_titan")).data,
+        FetchRequested,
+    )
     assert fetch.reason == "manual"
 
 
-@pytest.mark.parametrize("body", [{"name": "way too long a name"}, {"name": "bad!"}, {"name": ""},
-                                  {"name": "ok", "interval_s": 5}, {"name": "ok", "mode": "pirate"},
-                                  {"nam": "typo"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "way too long a name"},
+        {"name": "bad!"},
+        {"name": ""},
+        {"name": "ok", "interval_s": 5},
+        {"name": "ok", "mode": "pirate"},
+        {"nam": "typo"},
+    ],
+)
 async def test_bad_track_requests_get_400_and_publish_nothing(client, auth, js, body):
     response = await client.post("/v1/players", json=body, headers=auth)
     assert response.status_code == 400, response.text
@@ -106,12 +134,17 @@ def _project_tracked(database_url, key="lynx_titan", name="Lynx Titan"):
     with psycopg.connect(database_url) as conn:
         conn.execute(
             "INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at)"
-            " VALUES (%s, %s, 'regular', true, 3600, now())", (key, name))
+            " VALUES (%s, %s, 'regular', true, 3600, now())",
+            (key, name),
+        )
 
 
 async def test_unknown_players_are_404(client, auth):
-    for method, path in [("GET", "/v1/players/zezima"), ("DELETE", "/v1/players/zezima"),
-                         ("POST", "/v1/players/zezima/refresh")]:
+    for method, path in [
+        ("GET", "/v1/players/zezima"),
+        ("DELETE", "/v1/players/zezima"),
+        ("POST", "/v1/players/zezima/refresh"),
+    ]:
         response = await client.request(method, path, headers=auth)
         assert response.status_code == 404, (method, path)
 
@@ -139,8 +172,10 @@ async def test_untrack_publishes_the_event(client, auth, database_url, js):
     _project_tracked(database_url)
     response = await client.delete("/v1/players/lynx_titan", headers=auth)
     assert response.status_code == 202
-    event = decode((await js.get_last_msg(subjects.EVT_STREAM, subjects.PLAYER_UNTRACKED)).data,
-                   PlayerUntracked)
+    event = decode(
+        (await js.get_last_msg(subjects.EVT_STREAM, subjects.PLAYER_UNTRACKED)).data,
+        PlayerUntracked,
+    )
     assert event.player_key == "lynx_titan"
 
 
@@ -149,8 +184,9 @@ async def test_list_players_pages_with_a_cursor(client, auth, database_url):
         _project_tracked(database_url, f"p{i}", f"P{i}")
     first = (await client.get("/v1/players?limit=2", headers=auth)).json()
     assert [p["key"] for p in first["items"]] == ["p0", "p1"]
-    second = (await client.get(f"/v1/players?limit=2&cursor={first['next_cursor']}",
-                               headers=auth)).json()
+    second = (
+        await client.get(f"/v1/players?limit=2&cursor={first['next_cursor']}", headers=auth)
+    ).json()
     assert [p["key"] for p in second["items"]] == ["p2", "p3"]
     last = (await client.get("/v1/players?limit=2&cursor=p3", headers=auth)).json()
     assert [p["key"] for p in last["items"]] == ["p4"] and last["next_cursor"] is None

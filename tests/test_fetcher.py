@@ -27,6 +27,7 @@ async def _count(js, stream: str, subject: str) -> int:
 
 def _cmd(name="Synth Mid") -> FetchRequested:
     from shared.players import player_key
+
     return FetchRequested(player_key=player_key(name), display_name=name, slot=1)
 
 
@@ -48,22 +49,27 @@ async def test_rank_drift_alone_is_not_a_change_but_xp_is(js):
     drifted["skills"][3]["rank"] += 50
     gained = json.loads(MID)
     gained["skills"][3]["xp"] += 500
-    hiscores = ScriptedHiscores((200, MID, "application/json"),
-                                (200, json.dumps(drifted).encode(), "application/json"),
-                                (200, json.dumps(gained).encode(), "application/json"))
+    hiscores = ScriptedHiscores(
+        (200, MID, "application/json"),
+        (200, json.dumps(drifted).encode(), "application/json"),
+        (200, json.dumps(gained).encode(), "application/json"),
+    )
     handler = await _handler(js, hiscores)
     outcomes = [(await handler.handle(_cmd())).outcome for _ in range(3)]
     assert outcomes == [FetchOutcome.CHANGED, FetchOutcome.UNCHANGED, FetchOutcome.CHANGED]
     assert await _count(js, subjects.EVT_STREAM, subjects.observed_subject("synth_mid")) == 2
 
 
-@pytest.mark.parametrize(("answer", "outcome"), [
-    ((404, NOT_FOUND, "text/html"), FetchOutcome.NOT_FOUND),
-    ((200, OUTAGE, "text/html"), FetchOutcome.UNAVAILABLE),
-    ((503, b"", "text/plain"), FetchOutcome.UNAVAILABLE),
-    ((429, b"", "text/plain"), FetchOutcome.RATE_LIMITED),
-    ((200, b'{"skills": [], "activities": []}', "application/json"), FetchOutcome.INVALID),
-])
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        ((404, NOT_FOUND, "text/html"), FetchOutcome.NOT_FOUND),
+        ((200, OUTAGE, "text/html"), FetchOutcome.UNAVAILABLE),
+        ((503, b"", "text/plain"), FetchOutcome.UNAVAILABLE),
+        ((429, b"", "text/plain"), FetchOutcome.RATE_LIMITED),
+        ((200, b'{"skills": [], "activities": []}', "application/json"), FetchOutcome.INVALID),
+    ],
+)
 async def test_failures_publish_a_status_and_no_observation(js, answer, outcome):
     handler = await _handler(js, ScriptedHiscores(answer))
     completed = await handler.handle(_cmd())
@@ -95,9 +101,16 @@ async def _run_fetcher(settings: Settings, until, timeout: float = 15.0):
 
 
 async def test_a_poisoned_command_is_dead_lettered_and_the_next_one_is_served(js, nats_url):
-    await js.publish(subjects.fetch_subject("garbage"), b"\xff not json", stream=subjects.CMD_STREAM)
-    await natsx.publish(js, subjects.fetch_subject("nobody"), _cmd("nobody"), msg_id="n:1",
-                        stream=subjects.CMD_STREAM)
+    await js.publish(
+        subjects.fetch_subject("garbage"), b"\xff not json", stream=subjects.CMD_STREAM
+    )
+    await natsx.publish(
+        js,
+        subjects.fetch_subject("nobody"),
+        _cmd("nobody"),
+        msg_id="n:1",
+        stream=subjects.CMD_STREAM,
+    )
     # The hiscores URL points nowhere: the good command gets a status (unavailable) and waits
     # for a retry; the garbage goes to the dead-letter stream with its reason.
     settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
@@ -115,8 +128,9 @@ async def test_a_poisoned_command_is_dead_lettered_and_the_next_one_is_served(js
     assert (await js.stream_info(subjects.CMD_STREAM)).state.messages == 1
 
 
-async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(js, nats_url,
-                                                                           monkeypatch):
+async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(
+    js, nats_url, monkeypatch
+):
     import services.fetcher.app as fetcher_app
 
     calls = []
@@ -130,13 +144,20 @@ async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(js,
 
     monkeypatch.setattr(FetchHandler, "handle", flaky_handle)
     monkeypatch.setattr(fetcher_app, "retry_delay", lambda attempt, retry_after=None: 0.2)
-    await natsx.publish(js, subjects.fetch_subject("nobody"), _cmd("nobody"), msg_id="n:1",
-                        stream=subjects.CMD_STREAM)
+    await natsx.publish(
+        js,
+        subjects.fetch_subject("nobody"),
+        _cmd("nobody"),
+        msg_id="n:1",
+        stream=subjects.CMD_STREAM,
+    )
     settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
 
     async def handled_twice() -> bool:
-        return len(calls) >= 2 and await _count(
-            js, subjects.STATUS_STREAM, subjects.status_subject("nobody")) == 1
+        return (
+            len(calls) >= 2
+            and await _count(js, subjects.STATUS_STREAM, subjects.status_subject("nobody")) == 1
+        )
 
     await _run_fetcher(settings, handled_twice)
     assert calls[:2] == ["nobody", "nobody"]

@@ -14,8 +14,12 @@ LOW = (DATA / "synthetic_low_unranked.index_lite.json").read_bytes()
 
 
 def _response(status: int, body: bytes, content_type: str = "application/json") -> httpx.Response:
-    return httpx.Response(status, content=body, headers={"content-type": content_type},
-                          request=httpx.Request("GET", "http://hiscores/m=hiscore_oldschool/index_lite.json"))
+    return httpx.Response(
+        status,
+        content=body,
+        headers={"content-type": content_type},
+        request=httpx.Request("GET", "http://hiscores/m=hiscore_oldschool/index_lite.json"),
+    )
 
 
 def test_parses_entries_by_name():
@@ -33,7 +37,8 @@ def test_entries_are_matched_by_name_not_position():
     shuffled = parse_json(json.dumps(payload).encode())
     original = parse_json(MID)
     assert payload_hash(shuffled.skills, shuffled.activities) == payload_hash(
-        original.skills, original.activities)
+        original.skills, original.activities
+    )
 
 
 def test_an_unknown_entry_is_kept():
@@ -50,8 +55,15 @@ def test_a_missing_known_skill_is_malformed():
         parse_json(json.dumps(payload).encode())
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b'{"skills": "x", "activities": []}',
-                                  b'{"skills": [{"name": "Overall", "rank": "1"}], "activities": []}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b'{"skills": "x", "activities": []}',
+        b'{"skills": [{"name": "Overall", "rank": "1"}], "activities": []}',
+    ],
+)
 def test_garbage_is_malformed(body):
     with pytest.raises(MalformedHiscores):
         parse_json(body)
@@ -85,8 +97,10 @@ def test_hash_ignores_ranks_but_not_xp_or_scores():
 
 def test_classify_outcomes():
     assert classify(_response(200, MID)).hiscores is not None
-    assert classify(_response(404, (DATA / "not_found.html").read_bytes(), "text/html")).outcome \
+    assert (
+        classify(_response(404, (DATA / "not_found.html").read_bytes(), "text/html")).outcome
         is FetchOutcome.NOT_FOUND
+    )
     outage = classify(_response(200, (DATA / "outage_200.html").read_bytes(), "text/html"))
     assert outage.outcome is FetchOutcome.UNAVAILABLE and "HTML" in outage.detail
     limited = _response(429, b"", "text/plain")

@@ -4,12 +4,34 @@ from shared import db
 
 EXPECTED = {
     "metrics": {"id", "key", "name", "kind", "first_seen_at"},
-    "players": {"key", "display_name", "mode", "tracked", "interval_s", "tracked_at", "tracked_by",
-                "untracked_at", "last_fetched_at", "last_changed_at", "last_outcome",
-                "last_http_status", "last_detail", "latest_observation_id", "overall_xp",
-                "total_level", "combat_level"},
-    "observations": {"id", "player_key", "mode", "observed_at", "hash", "event_seq", "metric_ids",
-                     "ranks", "levels", "amounts"},
+    "players": {
+        "key",
+        "display_name",
+        "mode",
+        "tracked",
+        "interval_s",
+        "tracked_at",
+        "tracked_by",
+        "untracked_at",
+        "last_changed_at",
+        "latest_observation_id",
+        "overall_xp",
+        "total_level",
+        "combat_level",
+    },
+    "fetch_status": {"player_key", "mode", "fetched_at", "outcome", "http_status", "detail"},
+    "observations": {
+        "id",
+        "player_key",
+        "mode",
+        "observed_at",
+        "hash",
+        "event_seq",
+        "metric_ids",
+        "ranks",
+        "levels",
+        "amounts",
+    },
     "projector_checkpoints": {"stream", "last_seq", "updated_at"},
     "users": {"id", "username", "password_hash", "role", "disabled", "created_at"},
     "schema_migrations": {"version", "name", "applied_at"},
@@ -47,5 +69,7 @@ def test_migrate_creates_a_missing_database(postgres_server):
         assert db.migrate(url) == [v for v, _, _ in db.migrations()]
         assert _columns(url) == EXPECTED
     finally:
-        with psycopg.connect(make_conninfo(postgres_server, dbname="postgres"), autocommit=True) as c:
+        with psycopg.connect(
+            make_conninfo(postgres_server, dbname="postgres"), autocommit=True
+        ) as c:
             c.execute("DROP DATABASE IF EXISTS osrs_fresh_migrate WITH (FORCE)")

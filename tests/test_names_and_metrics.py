@@ -11,8 +11,14 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.mark.parametrize(
     ("name", "key"),
-    [("Lynx Titan", "lynx_titan"), ("lynx_titan", "lynx_titan"), ("LYNX-TITAN", "lynx_titan"),
-     ("  Zezima ", "zezima"), ("a", "a"), ("123456789012", "123456789012")],
+    [
+        ("Lynx Titan", "lynx_titan"),
+        ("lynx_titan", "lynx_titan"),
+        ("LYNX-TITAN", "lynx_titan"),
+        ("  Zezima ", "zezima"),
+        ("a", "a"),
+        ("123456789012", "123456789012"),
+    ],
 )
 def test_player_key_folds_case_space_underscore_and_dash(name, key):
     assert player_key(name) == key
@@ -27,9 +33,14 @@ def test_invalid_names_are_refused_with_a_reason(name):
 
 @pytest.mark.parametrize(
     ("name", "key"),
-    [("Kree'Arra", "kreearra"), ("Clue Scrolls (all)", "clue_scrolls_all"),
-     ("TzKal-Zuk", "tzkal_zuk"), ("LMS - Rank", "lms_rank"), ("K'ril Tsutsaroth", "kril_tsutsaroth"),
-     ("Chambers of Xeric: Challenge Mode", "chambers_of_xeric_challenge_mode")],
+    [
+        ("Kree'Arra", "kreearra"),
+        ("Clue Scrolls (all)", "clue_scrolls_all"),
+        ("TzKal-Zuk", "tzkal_zuk"),
+        ("LMS - Rank", "lms_rank"),
+        ("K'ril Tsutsaroth", "kril_tsutsaroth"),
+        ("Chambers of Xeric: Challenge Mode", "chambers_of_xeric_challenge_mode"),
+    ],
 )
 def test_metric_keys(name, key):
     assert metric_key(name) == key
@@ -50,8 +61,16 @@ def test_xp_table_matches_the_published_table():
 
 @pytest.mark.parametrize(
     ("points", "virtual", "real"),
-    [(-1, 1, 1), (0, 1, 1), (82, 1, 1), (83, 2, 2), (13_034_430, 98, 98), (13_034_431, 99, 99),
-     (14_391_160, 100, 99), (200_000_000, 126, 99)],
+    [
+        (-1, 1, 1),
+        (0, 1, 1),
+        (82, 1, 1),
+        (83, 2, 2),
+        (13_034_430, 98, 98),
+        (13_034_431, 99, 99),
+        (14_391_160, 100, 99),
+        (200_000_000, 126, 99),
+    ],
 )
 def test_levels_from_xp(points, virtual, real):
     assert xp.virtual_level(points) == virtual
@@ -59,6 +78,8 @@ def test_levels_from_xp(points, virtual, real):
 
 
 def test_combat_level():
-    maxed = {k: 99 for k in ("attack", "strength", "defence", "hitpoints", "ranged", "prayer", "magic")}
+    maxed = {
+        k: 99 for k in ("attack", "strength", "defence", "hitpoints", "ranged", "prayer", "magic")
+    }
     assert xp.combat_level(maxed) == 126
     assert xp.combat_level({}) == 3  # a fresh account: all 1s, Hitpoints 10

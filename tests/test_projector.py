@@ -26,19 +26,32 @@ AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 def observed(key="synth_mid", payload: bytes = MID, at=AT) -> HiscoreObserved:
     parsed = parse_json(payload)
-    return HiscoreObserved(player_key=key, display_name="Synth Mid", mode="regular",
-                           observed_at=at, hash=payload_hash(parsed.skills, parsed.activities),
-                           skills=parsed.skills, activities=parsed.activities)
+    return HiscoreObserved(
+        player_key=key,
+        display_name="Synth Mid",
+        mode="regular",
+        observed_at=at,
+        hash=payload_hash(parsed.skills, parsed.activities),
+        skills=parsed.skills,
+        activities=parsed.activities,
+    )
 
 
 async def publish_history(js, *extra: HiscoreObserved):
-    tracked = PlayerTracked(player_key="synth_mid", display_name="Synth Mid", interval_s=3600,
-                            by="admin", at=AT)
-    await natsx.publish(js, subjects.PLAYER_TRACKED, tracked, msg_id=tracked.id,
-                        stream=subjects.EVT_STREAM)
+    tracked = PlayerTracked(
+        player_key="synth_mid", display_name="Synth Mid", interval_s=3600, by="admin", at=AT
+    )
+    await natsx.publish(
+        js, subjects.PLAYER_TRACKED, tracked, msg_id=tracked.id, stream=subjects.EVT_STREAM
+    )
     for event in (observed(), *extra):
-        await natsx.publish(js, subjects.observed_subject(event.player_key), event,
-                            msg_id=f"{event.player_key}:{event.hash}", stream=subjects.EVT_STREAM)
+        await natsx.publish(
+            js,
+            subjects.observed_subject(event.player_key),
+            event,
+            msg_id=f"{event.player_key}:{event.hash}",
+            stream=subjects.EVT_STREAM,
+        )
 
 
 async def fetch_all(js, stream: str, subject: str):
@@ -79,16 +92,23 @@ async def test_events_build_the_player_and_a_compact_observation(js, database_ur
     finally:
         await pool.close()
     assert dead == []
-    (player,) = rows(database_url, "SELECT display_name, tracked, overall_xp, total_level,"
-                     " combat_level, last_changed_at FROM players")
+    (player,) = rows(
+        database_url,
+        "SELECT display_name, tracked, overall_xp, total_level,"
+        " combat_level, last_changed_at FROM players",
+    )
     assert player[:4] == ("Synth Mid", True, 32968809, 1751)
     assert player[5] == later.observed_at
     assert rows(database_url, "SELECT count(*) FROM observations") == [(2,)]
-    assert rows(database_url, "SELECT kind FROM metrics WHERE key = 'brand_new_boss'") == [("activity",)]
+    assert rows(database_url, "SELECT kind FROM metrics WHERE key = 'brand_new_boss'") == [
+        ("activity",)
+    ]
     # Plainly unranked entries are not stored.
     ((stored, ranked),) = rows(
-        database_url, "SELECT cardinality(metric_ids), %s FROM observations ORDER BY id LIMIT 1",
-        sum(1 for a in observed().activities if a.rank != -1) + 25)
+        database_url,
+        "SELECT cardinality(metric_ids), %s FROM observations ORDER BY id LIMIT 1",
+        sum(1 for a in observed().activities if a.rank != -1) + 25,
+    )
     assert stored == ranked
 
 
@@ -107,11 +127,13 @@ async def test_a_redelivered_batch_changes_nothing(js, database_url):
 
 async def test_a_poisoned_event_is_dead_lettered_and_the_rest_applied(js, database_url):
     await publish_history(js)
-    await js.publish(subjects.observed_subject("synth_mid"), b'{"not": "an event"}',
-                     stream=subjects.EVT_STREAM)
+    await js.publish(
+        subjects.observed_subject("synth_mid"), b'{"not": "an event"}', stream=subjects.EVT_STREAM
+    )
     untracked = PlayerUntracked(player_key="synth_mid", by="admin")
-    await natsx.publish(js, subjects.PLAYER_UNTRACKED, untracked, msg_id=untracked.id,
-                        stream=subjects.EVT_STREAM)
+    await natsx.publish(
+        js, subjects.PLAYER_UNTRACKED, untracked, msg_id=untracked.id, stream=subjects.EVT_STREAM
+    )
     dead: list = []
     projector, pool = await projector_for(database_url, dead)
     try:
@@ -119,31 +141,70 @@ async def test_a_poisoned_event_is_dead_lettered_and_the_rest_applied(js, databa
         assert await projector.apply_batch(subjects.EVT_STREAM, msgs) == 3
     finally:
         await pool.close()
-    assert [(s, "cannot decode" in r) for s, r in dead] == [("osrs.evt.hiscore.observed.synth_mid", True)]
+    assert [(s, "cannot decode" in r) for s, r in dead] == [
+        ("osrs.evt.hiscore.observed.synth_mid", True)
+    ]
     assert rows(database_url, "SELECT tracked FROM players") == [(False,)]
     assert rows(database_url, "SELECT last_seq FROM projector_checkpoints") == [(4,)]
 
 
-async def test_the_projector_service_applies_events_and_fetch_statuses(js, nats_url, database_url,
-                                                                      settings):
+async def test_the_projector_service_applies_events_and_fetch_statuses(
+    js, nats_url, database_url, settings
+):
     await publish_history(js)
-    completed = FetchCompleted(player_key="synth_mid", mode="regular",
-                               outcome=FetchOutcome.CHANGED, http_status=200)
-    await natsx.publish(js, subjects.status_subject("synth_mid"), completed, msg_id=completed.id,
-                        stream=subjects.STATUS_STREAM)
+    completed = FetchCompleted(
+        player_key="synth_mid", mode="regular", outcome=FetchOutcome.CHANGED, http_status=200
+    )
+    await natsx.publish(
+        js,
+        subjects.status_subject("synth_mid"),
+        completed,
+        msg_id=completed.id,
+        stream=subjects.STATUS_STREAM,
+    )
     await js.publish(subjects.status_subject("garbage"), b"\x00", stream=subjects.STATUS_STREAM)
     app = create_app(settings)
     task = asyncio.create_task(app.run())
     try:
         async with asyncio.timeout(20):
-            while rows(database_url, "SELECT last_outcome, latest_observation_id IS NOT NULL"
-                       " FROM players") != [("changed", True)]:
+            while rows(
+                database_url,
+                "SELECT s.outcome, p.latest_observation_id IS NOT NULL"
+                " FROM players p JOIN fetch_status s ON s.player_key = p.key",
+            ) != [("changed", True)]:
                 await asyncio.sleep(0.05)
             while (await js.stream_info(subjects.DEAD_STREAM)).state.messages != 1:
                 await asyncio.sleep(0.05)
     finally:
         app.exit()
         await asyncio.wait_for(task, 10)
-    dead = await js.get_last_msg(subjects.DEAD_STREAM,
-                                 subjects.dead_subject("projector", subjects.STATUS_STREAM))
+    dead = await js.get_last_msg(
+        subjects.DEAD_STREAM, subjects.dead_subject("projector", subjects.STATUS_STREAM)
+    )
     assert dead.headers["Osrs-Original-Subject"] == "osrs.status.fetch.garbage"
+
+
+async def test_a_fetch_status_that_arrives_before_the_player_is_kept(js, database_url):
+    completed = FetchCompleted(
+        player_key="synth_mid", mode="regular", outcome=FetchOutcome.UNCHANGED, http_status=200
+    )
+    await natsx.publish(
+        js,
+        subjects.status_subject("synth_mid"),
+        completed,
+        msg_id=completed.id,
+        stream=subjects.STATUS_STREAM,
+    )
+    await publish_history(js)
+    projector, pool = await projector_for(database_url, [])
+    try:
+        statuses = await fetch_all(js, subjects.STATUS_STREAM, "osrs.status.fetch.*")
+        assert await projector.apply_batch(subjects.STATUS_STREAM, statuses) == 1
+        events = await fetch_all(js, subjects.EVT_STREAM, "osrs.evt.>")
+        assert await projector.apply_batch(subjects.EVT_STREAM, events) == 2
+    finally:
+        await pool.close()
+    assert rows(
+        database_url,
+        "SELECT p.key, s.outcome FROM players p JOIN fetch_status s ON s.player_key = p.key",
+    ) == [("synth_mid", "unchanged")]

@@ -18,10 +18,12 @@ LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 async def track(js, key: str, interval_s: int) -> None:
-    event = PlayerTracked(player_key=key, display_name=key, interval_s=interval_s, by="t",
-                          at=LONG_AGO)
-    await natsx.publish(js, subjects.PLAYER_TRACKED, event, msg_id=event.id,
-                        stream=subjects.EVT_STREAM)
+    event = PlayerTracked(
+        player_key=key, display_name=key, interval_s=interval_s, by="t", at=LONG_AGO
+    )
+    await natsx.publish(
+        js, subjects.PLAYER_TRACKED, event, msg_id=event.id, stream=subjects.EVT_STREAM
+    )
 
 
 async def scheduler(js, name: str) -> Scheduler:
@@ -64,8 +66,9 @@ async def test_a_restarted_scheduler_does_not_refetch_a_slot_already_fetched(js)
     await track(js, "gamma", 3600)
     now = datetime.now(UTC).timestamp()
     done = FetchCompleted(player_key="gamma", mode="regular", outcome=FetchOutcome.UNCHANGED)
-    await natsx.publish(js, subjects.status_subject("gamma"), done, msg_id=done.id,
-                        stream=subjects.STATUS_STREAM)
+    await natsx.publish(
+        js, subjects.status_subject("gamma"), done, msg_id=done.id, stream=subjects.STATUS_STREAM
+    )
     s = await scheduler(js, "restarted")
     assert s.last_fetched["gamma"] >= now - 1
     assert await s.lease.keep(now)
@@ -94,7 +97,8 @@ async def test_the_scheduler_service_replays_the_log_and_publishes_due_slots(js,
         app.exit()
         await asyncio.wait_for(task, 10)
     assert [(c.player_key, c.slot) for c in sent] == [
-        ("delta", slot_at("delta", 3600, datetime.now(UTC).timestamp()))]
+        ("delta", slot_at("delta", 3600, datetime.now(UTC).timestamp()))
+    ]
     kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
     with pytest.raises(NoKeysError):  # the lease was released at shutdown
         await kv.keys()

@@ -12,14 +12,21 @@ def test_defaults_match_the_architecture():
 
 
 def test_environment_overrides():
-    s = Settings.from_env({"OSRS_FETCH_INTERVAL": "120", "API_PORT": "9000",
-                           "OSRS_HISCORES_URL": "http://127.0.0.1:8001/", "OSRS_DEV": "true"})
+    s = Settings.from_env(
+        {
+            "OSRS_FETCH_INTERVAL": "120",
+            "API_PORT": "9000",
+            "OSRS_HISCORES_URL": "http://127.0.0.1:8001/",
+            "OSRS_DEV": "true",
+        }
+    )
     assert (s.fetch_interval, s.api_port, s.dev) == (120, 9000, True)
     assert s.hiscores_url == "http://127.0.0.1:8001"
 
 
-@pytest.mark.parametrize("env", [{"OSRS_FETCH_INTERVAL": "hourly"}, {"OSRS_FETCH_INTERVAL": "0"},
-                                 {"API_PORT": "-1"}])
+@pytest.mark.parametrize(
+    "env", [{"OSRS_FETCH_INTERVAL": "hourly"}, {"OSRS_FETCH_INTERVAL": "0"}, {"API_PORT": "-1"}]
+)
 def test_malformed_settings_say_which_variable(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
         Settings.from_env(env)

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-import uvicorn
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
@@ -19,6 +18,7 @@ from services.api.players import PlayersController
 from services.api.schemas import Health
 from shared import db, logs, subjects
 from shared import nats as natsx
+from shared.serving import serve_asgi
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("osrs.api")
@@ -55,8 +55,9 @@ async def ready(state: State) -> Response[Health]:
         checks["postgres"] = f"error: {type(exc).__name__}"
     checks["nats"] = "ok" if state.nc.is_connected else "error: disconnected"
     ok = all(v == "ok" for v in checks.values())
-    return Response(Health(status="ready" if ok else "not_ready", checks=checks),
-                    status_code=200 if ok else 503)
+    return Response(
+        Health(status="ready" if ok else "not_ready", checks=checks), status_code=200 if ok else 503
+    )
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -72,7 +73,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         js = nc.jetstream()
         await natsx.declare(js, settings)
         app.state.update(
-            nc=nc, js=js, cooldowns=await js.key_value(subjects.REFRESH_COOLDOWN_BUCKET),
+            nc=nc,
+            js=js,
+            cooldowns=await js.key_value(subjects.REFRESH_COOLDOWN_BUCKET),
         )
         await ensure_admin(pool, settings)
         log.info("api_ready host=%s port=%s", settings.api_host, settings.api_port)
@@ -88,7 +91,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[auth.on_app_init],
         state=State({"settings": settings, "pool": pool, "auth": auth, "metrics": MetricCache()}),
         openapi_config=OpenAPIConfig(
-            title="osrs-diff", version="0.1.0", path="/schema",
+            title="osrs-diff",
+            version="0.1.0",
+            path="/schema",
             description="Old School RuneScape progress, stored only when it changed.",
         ),
     )
@@ -98,5 +103,4 @@ def main() -> None:
     settings = get_settings()
     logs.configure("api", settings.log_level)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None,
-                access_log=False, lifespan="on")
+    serve_asgi(app, settings.api_host, settings.api_port)

@@ -63,17 +63,25 @@ async def _credentials(request: Request) -> TokenRequest:
     """JSON `{username, password}` or the OAuth2 password form (Swagger's Authorize button)."""
     content_type = request.headers.get("content-type", "")
     try:
-        if "application/x-www-form-urlencoded" in content_type or "multipart/form-data" in content_type:
+        if (
+            "application/x-www-form-urlencoded" in content_type
+            or "multipart/form-data" in content_type
+        ):
             form = await request.form()
-            return TokenRequest(username=str(form.get("username", "")),
-                                password=str(form.get("password", "")))
+            return TokenRequest(
+                username=str(form.get("username", "")), password=str(form.get("password", ""))
+            )
         return msgspec.json.decode(await request.body(), type=TokenRequest)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ValidationException(f"expected {{username, password}}: {exc}") from None
 
 
-@post(TOKEN_PATH, status_code=200, summary="Exchange a username and password for an access token",
-      tags=["auth"])
+@post(
+    TOKEN_PATH,
+    status_code=200,
+    summary="Exchange a username and password for an access token",
+    tags=["auth"],
+)
 async def issue_token(request: Request, state: State) -> TokenResponse:
     creds = await _credentials(request)
     if not creds.username or not creds.password:

@@ -47,8 +47,14 @@ class PlayersController(Controller):
     path = "/v1/players"
     tags = ["players"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, summary="Track a player: fetched at once, then on schedule")
-    async def track(self, data: JSONBody[TrackPlayer], request: Request, state: State) -> Response[PlayerDetail]:
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Track a player: fetched at once, then on schedule",
+    )
+    async def track(
+        self, data: JSONBody[TrackPlayer], request: Request, state: State
+    ) -> Response[PlayerDetail]:
         try:
             display_name = validate_name(data.name)
         except InvalidPlayerName as exc:
@@ -61,19 +67,39 @@ class PlayersController(Controller):
                 f"interval_s must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} seconds"
             )
         current = await self._detail(state, key)
-        if current and current.status != "untracked" and current.mode == data.mode \
-                and current.interval_s == interval_s:
+        if (
+            current
+            and current.status != "untracked"
+            and current.mode == data.mode
+            and current.interval_s == interval_s
+        ):
             return Response(current, status_code=200)  # already tracked as asked: nothing to do
-        event = PlayerTracked(player_key=key, display_name=display_name, mode=data.mode,
-                              interval_s=interval_s, by=request.user.username)
-        await natsx.publish(state.js, subjects.PLAYER_TRACKED, event, msg_id=event.id,
-                            stream=subjects.EVT_STREAM)
+        event = PlayerTracked(
+            player_key=key,
+            display_name=display_name,
+            mode=data.mode,
+            interval_s=interval_s,
+            by=request.user.username,
+        )
+        await natsx.publish(
+            state.js, subjects.PLAYER_TRACKED, event, msg_id=event.id, stream=subjects.EVT_STREAM
+        )
         await self._request_fetch(state, key, display_name, data.mode)
         planned = current or PlayerDetail(
-            key=key, display_name=display_name, mode=data.mode, status="pending",
-            interval_s=interval_s, tracked_at=event.at, last_fetched_at=None,
-            last_changed_at=None, last_outcome=None, last_detail=None, combat_level=None,
-            total_level=None, skills={}, activities={},
+            key=key,
+            display_name=display_name,
+            mode=data.mode,
+            status="pending",
+            interval_s=interval_s,
+            tracked_at=event.at,
+            last_fetched_at=None,
+            last_changed_at=None,
+            last_outcome=None,
+            last_detail=None,
+            combat_level=None,
+            total_level=None,
+            skills={},
+            activities={},
         )
         return Response(planned, status_code=HTTP_202_ACCEPTED)
 
@@ -90,9 +116,11 @@ class PlayersController(Controller):
         if status is not None and status not in STATUSES:
             raise ValidationException(f"status must be one of {', '.join(STATUSES)}")
         async with state.pool.connection() as conn:
-            rows = await (await conn.execute(
-                queries.LIST_PLAYERS, {"cursor": cursor, "status": status, "limit": limit}
-            )).fetchall()
+            rows = await (
+                await conn.execute(
+                    queries.LIST_PLAYERS, {"cursor": cursor, "status": status, "limit": limit}
+                )
+            ).fetchall()
         items = [PlayerSummary(*row) for row in rows]
         return PlayerPage(items=items, next_cursor=items[-1].key if len(items) == limit else None)
 
@@ -107,8 +135,9 @@ class PlayersController(Controller):
     async def untrack(self, name: FromPath[str], request: Request, state: State) -> Accepted:
         key = await self._tracked_key(state, name)
         event = PlayerUntracked(player_key=key, by=request.user.username)
-        await natsx.publish(state.js, subjects.PLAYER_UNTRACKED, event, msg_id=event.id,
-                            stream=subjects.EVT_STREAM)
+        await natsx.publish(
+            state.js, subjects.PLAYER_UNTRACKED, event, msg_id=event.id, stream=subjects.EVT_STREAM
+        )
         return Accepted(key=key, status="untracking", detail="tracking stops; history is kept")
 
     @post("/{name:str}/refresh", status_code=HTTP_202_ACCEPTED, summary="Fetch a player now")
@@ -116,8 +145,10 @@ class PlayersController(Controller):
         key = await self._tracked_key(state, name)
         detail = await self._detail(state, key)
         await self._request_fetch(state, key, detail.display_name, detail.mode)
-        return Response(Accepted(key=key, status="fetching", detail="a fetch was requested"),
-                        status_code=HTTP_202_ACCEPTED)
+        return Response(
+            Accepted(key=key, status="fetching", detail="a fetch was requested"),
+            status_code=HTTP_202_ACCEPTED,
+        )
 
     async def _tracked_key(self, state: State, name: str) -> str:
         key = _key(name)
@@ -140,10 +171,16 @@ class PlayersController(Controller):
                 f"{key} was refreshed less than {cooldown} s ago; retry in {retry_after} s",
                 headers={"Retry-After": str(retry_after)},
             ) from None
-        cmd = FetchRequested(player_key=key, display_name=display_name, mode=mode,
-                             reason=FetchReason.MANUAL)
-        await natsx.publish(state.js, subjects.fetch_subject(key), cmd,
-                            msg_id=f"{key}:manual:{cmd.id}", stream=subjects.CMD_STREAM)
+        cmd = FetchRequested(
+            player_key=key, display_name=display_name, mode=mode, reason=FetchReason.MANUAL
+        )
+        await natsx.publish(
+            state.js,
+            subjects.fetch_subject(key),
+            cmd,
+            msg_id=f"{key}:manual:{cmd.id}",
+            stream=subjects.CMD_STREAM,
+        )
 
     async def _detail(self, state: State, key: str) -> PlayerDetail | None:
         async with state.pool.connection() as conn:
@@ -151,13 +188,31 @@ class PlayersController(Controller):
             if row is None:
                 return None
             metrics = await state.metrics.get(conn, row[-4] or ())
-        (key, display_name, mode, status, interval_s, tracked_at, last_fetched_at,
-         last_changed_at, last_outcome, last_detail, combat_level, total_level, _tracked,
-         metric_ids, ranks, levels, amounts) = row
+        (
+            key,
+            display_name,
+            mode,
+            status,
+            interval_s,
+            tracked_at,
+            last_fetched_at,
+            last_changed_at,
+            last_outcome,
+            last_detail,
+            combat_level,
+            total_level,
+            _tracked,
+            metric_ids,
+            ranks,
+            levels,
+            amounts,
+        ) = row
         observed = {}
         if metric_ids is not None:
-            observed = {m: (r, lv, a) for m, r, lv, a in zip(metric_ids, ranks, levels, amounts,
-                                                             strict=True)}
+            observed = {
+                m: (r, lv, a)
+                for m, r, lv, a in zip(metric_ids, ranks, levels, amounts, strict=True)
+            }
         skills: dict[str, SkillValue] = {}
         activities: dict[str, ActivityValue] = {}
         if metric_ids is not None:
@@ -165,15 +220,26 @@ class PlayersController(Controller):
                 rank, level, amount = observed.get(metric_id, (-1, 1, -1))
                 if kind == "skill":
                     skills[metric_key] = SkillValue(
-                        rank=rank, level=level, xp=amount,
+                        rank=rank,
+                        level=level,
+                        xp=amount,
                         virtual_level=None if metric_key == "overall" else xp.virtual_level(amount),
                     )
                 else:
                     activities[metric_key] = ActivityValue(rank=rank, score=amount)
         return PlayerDetail(
-            key=key, display_name=display_name, mode=mode, status=status, interval_s=interval_s,
-            tracked_at=tracked_at, last_fetched_at=last_fetched_at,
-            last_changed_at=last_changed_at, last_outcome=last_outcome, last_detail=last_detail,
-            combat_level=combat_level, total_level=total_level, skills=skills,
+            key=key,
+            display_name=display_name,
+            mode=mode,
+            status=status,
+            interval_s=interval_s,
+            tracked_at=tracked_at,
+            last_fetched_at=last_fetched_at,
+            last_changed_at=last_changed_at,
+            last_outcome=last_outcome,
+            last_detail=last_detail,
+            combat_level=combat_level,
+            total_level=total_level,
+            skills=skills,
             activities=activities,
         )

@@ -2,28 +2,30 @@
 
 _STATUS = """
 CASE WHEN NOT p.tracked THEN 'untracked'
-     WHEN p.last_outcome IS NULL THEN 'pending'
-     WHEN p.last_outcome = 'not_found' THEN 'not_found'
+     WHEN s.outcome IS NULL THEN 'pending'
+     WHEN s.outcome = 'not_found' THEN 'not_found'
      ELSE 'active' END
 """
 
 PLAYER_COLUMNS = f"""
 p.key, p.display_name, p.mode, ({_STATUS}) AS status, p.interval_s, p.tracked_at,
-p.last_fetched_at, p.last_changed_at, p.last_outcome
+s.fetched_at, p.last_changed_at, s.outcome
 """
 
 LIST_PLAYERS = f"""
 SELECT {PLAYER_COLUMNS}, p.overall_xp, p.total_level, p.combat_level
-FROM players p
+FROM players p LEFT JOIN fetch_status s ON s.player_key = p.key
 WHERE p.key > %(cursor)s AND (%(status)s::text IS NULL OR ({_STATUS}) = %(status)s)
 ORDER BY p.key
 LIMIT %(limit)s
 """
 
 GET_PLAYER = f"""
-SELECT {PLAYER_COLUMNS}, p.last_detail, p.combat_level, p.total_level, p.tracked,
+SELECT {PLAYER_COLUMNS}, s.detail, p.combat_level, p.total_level, p.tracked,
        o.metric_ids, o.ranks, o.levels, o.amounts
-FROM players p LEFT JOIN observations o ON o.id = p.latest_observation_id
+FROM players p
+LEFT JOIN fetch_status s ON s.player_key = p.key
+LEFT JOIN observations o ON o.id = p.latest_observation_id
 WHERE p.key = %s
 """
 

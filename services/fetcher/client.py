@@ -60,7 +60,9 @@ def classify(response: httpx.Response) -> HiscoresAnswer:
         return HiscoresAnswer(FetchOutcome.NOT_FOUND, status, "not on this hiscores board")
     if status == 429:
         return HiscoresAnswer(
-            FetchOutcome.RATE_LIMITED, status, "rate limited by the hiscores",
+            FetchOutcome.RATE_LIMITED,
+            status,
+            "rate limited by the hiscores",
             retry_after=_retry_after(response),
         )
     if status != 200:
@@ -69,7 +71,9 @@ def classify(response: httpx.Response) -> HiscoresAnswer:
     body = response.content
     if "html" in content_type or body.lstrip()[:1] == b"<":
         # Jagex has answered outages with an HTML page and status 200.
-        return HiscoresAnswer(FetchOutcome.UNAVAILABLE, status, "HTML page instead of data (outage)")
+        return HiscoresAnswer(
+            FetchOutcome.UNAVAILABLE, status, "HTML page instead of data (outage)"
+        )
     try:
         return HiscoresAnswer(None, status, hiscores=parse_json(body))
     except MalformedHiscores as exc:

@@ -36,12 +36,19 @@ class FetchHandler:
             outcome = FetchOutcome.CHANGED if changed else FetchOutcome.UNCHANGED
             completed = self._completed(cmd, outcome, answer)
         await natsx.publish(
-            self.js, subjects.status_subject(cmd.player_key), completed,
-            msg_id=completed.id, stream=subjects.STATUS_STREAM,
+            self.js,
+            subjects.status_subject(cmd.player_key),
+            completed,
+            msg_id=completed.id,
+            stream=subjects.STATUS_STREAM,
         )
         log.info(
             "fetched player_key=%s mode=%s reason=%s outcome=%s http_status=%s detail=%r",
-            cmd.player_key, cmd.mode, cmd.reason, completed.outcome, completed.http_status,
+            cmd.player_key,
+            cmd.mode,
+            cmd.reason,
+            completed.outcome,
+            completed.http_status,
             completed.detail,
         )
         return completed
@@ -70,8 +77,11 @@ class FetchHandler:
         # Publish first, then move the hash: a crash in between redelivers the command, and the
         # message id `<key>:<hash>` lets JetStream drop the second copy.
         await natsx.publish(
-            self.js, subjects.observed_subject(cmd.player_key), observed,
-            msg_id=f"{cmd.player_key}:{digest}", stream=subjects.EVT_STREAM,
+            self.js,
+            subjects.observed_subject(cmd.player_key),
+            observed,
+            msg_id=f"{cmd.player_key}:{digest}",
+            stream=subjects.EVT_STREAM,
         )
         try:
             if revision is None:
@@ -84,8 +94,13 @@ class FetchHandler:
         return True
 
     @staticmethod
-    def _completed(cmd: FetchRequested, outcome: FetchOutcome, answer: HiscoresAnswer) -> FetchCompleted:
+    def _completed(
+        cmd: FetchRequested, outcome: FetchOutcome, answer: HiscoresAnswer
+    ) -> FetchCompleted:
         return FetchCompleted(
-            player_key=cmd.player_key, mode=cmd.mode, outcome=outcome,
-            http_status=answer.http_status, detail=answer.detail,
+            player_key=cmd.player_key,
+            mode=cmd.mode,
+            outcome=outcome,
+            http_status=answer.http_status,
+            detail=answer.detail,
         )

@@ -63,8 +63,13 @@ def create_app(settings: Settings) -> FastStream:
                 reason = repr(exc)
             attempt += 1
             delay = min(30.0, 0.5 * 2**attempt)
-            log.warning("batch_retry stream=%s attempt=%d in=%.1fs reason=%s",
-                        stream, attempt, delay, reason)
+            log.warning(
+                "batch_retry stream=%s attempt=%d in=%.1fs reason=%s",
+                stream,
+                attempt,
+                delay,
+                reason,
+            )
             for m in msgs:
                 await m.in_progress()
             await asyncio.sleep(delay)

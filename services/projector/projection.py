@@ -98,60 +98,98 @@ class Projector:
             case HiscoreObserved():
                 await self._observed(conn, event, seq)
             case FetchCompleted():
-                await conn.execute(queries.FETCH_COMPLETED, {
-                    "key": event.player_key, "at": event.at, "outcome": event.outcome.value,
-                    "http_status": event.http_status, "detail": event.detail,
-                })
+                await conn.execute(
+                    queries.FETCH_COMPLETED,
+                    {
+                        "key": event.player_key,
+                        "mode": event.mode.value,
+                        "at": event.at,
+                        "outcome": event.outcome.value,
+                        "http_status": event.http_status,
+                        "detail": event.detail,
+                    },
+                )
             case PlayerTracked():
-                await conn.execute(queries.PLAYER_TRACKED, {
-                    "key": event.player_key, "display_name": event.display_name,
-                    "mode": event.mode.value, "interval_s": event.interval_s, "at": event.at,
-                    "by": event.by,
-                })
+                await conn.execute(
+                    queries.PLAYER_TRACKED,
+                    {
+                        "key": event.player_key,
+                        "display_name": event.display_name,
+                        "mode": event.mode.value,
+                        "interval_s": event.interval_s,
+                        "at": event.at,
+                        "by": event.by,
+                    },
+                )
             case PlayerUntracked():
-                await conn.execute(queries.PLAYER_UNTRACKED, {"key": event.player_key, "at": event.at})
+                await conn.execute(
+                    queries.PLAYER_UNTRACKED, {"key": event.player_key, "at": event.at}
+                )
             case PlayerUpdated():
-                await conn.execute(queries.PLAYER_UPDATED, {
-                    "key": event.player_key, "display_name": event.display_name,
-                    "mode": event.mode.value if event.mode else None,
-                    "interval_s": event.interval_s,
-                })
+                await conn.execute(
+                    queries.PLAYER_UPDATED,
+                    {
+                        "key": event.player_key,
+                        "display_name": event.display_name,
+                        "mode": event.mode.value if event.mode else None,
+                        "interval_s": event.interval_s,
+                    },
+                )
             case _:
                 raise ValueError(f"the projector has no rule for {type(event).__name__}")
 
     async def _observed(self, conn: AsyncConnection, event: HiscoreObserved, seq: int) -> None:
-        entries = [(metric_key(s.name), s.name, MetricKind.SKILL, s.rank, s.level, s.xp)
-                   for s in event.skills]
-        entries += [(metric_key(a.name), a.name, MetricKind.ACTIVITY, a.rank, 0, a.score)
-                    for a in event.activities]
+        entries = [
+            (metric_key(s.name), s.name, MetricKind.SKILL, s.rank, s.level, s.xp)
+            for s in event.skills
+        ]
+        entries += [
+            (metric_key(a.name), a.name, MetricKind.ACTIVITY, a.rank, 0, a.score)
+            for a in event.activities
+        ]
         new = [(key, name, kind) for key, name, kind, *_ in entries if key not in self.metric_ids]
         if new:
             await self._register(conn, new)
         # Entries that are plainly unranked (rank -1 and no value) are left out: a metric absent
         # from a row reads back as unranked, and most accounts are unranked in most activities.
         kept = [e for e in entries if not _plain_unranked(e)]
-        row = await (await conn.execute(queries.INSERT_OBSERVATION, {
-            "key": event.player_key, "mode": event.mode.value, "observed_at": event.observed_at,
-            "hash": event.hash, "seq": seq,
-            "metric_ids": [self.metric_ids[e[0]] for e in kept],
-            "ranks": [e[3] for e in kept],
-            "levels": [e[4] for e in kept],
-            "amounts": [e[5] for e in kept],
-        })).fetchone()
+        row = await (
+            await conn.execute(
+                queries.INSERT_OBSERVATION,
+                {
+                    "key": event.player_key,
+                    "mode": event.mode.value,
+                    "observed_at": event.observed_at,
+                    "hash": event.hash,
+                    "seq": seq,
+                    "metric_ids": [self.metric_ids[e[0]] for e in kept],
+                    "ranks": [e[3] for e in kept],
+                    "levels": [e[4] for e in kept],
+                    "amounts": [e[5] for e in kept],
+                },
+            )
+        ).fetchone()
         if row is None:
             return  # this sequence is stored already
         levels = {metric_key(s.name): s.level for s in event.skills}
         overall = next((s for s in event.skills if metric_key(s.name) == "overall"), None)
-        await conn.execute(queries.PLAYER_OBSERVED, {
-            "key": event.player_key, "mode": event.mode.value,
-            "display_name": event.display_name, "observation_id": row[0],
-            "observed_at": event.observed_at,
-            "overall_xp": overall.xp if overall else None,
-            "total_level": overall.level if overall else None,
-            "combat_level": xp.combat_level(levels),
-        })
+        await conn.execute(
+            queries.PLAYER_OBSERVED,
+            {
+                "key": event.player_key,
+                "mode": event.mode.value,
+                "display_name": event.display_name,
+                "observation_id": row[0],
+                "observed_at": event.observed_at,
+                "overall_xp": overall.xp if overall else None,
+                "total_level": overall.level if overall else None,
+                "combat_level": xp.combat_level(levels),
+            },
+        )
 
-    async def _register(self, conn: AsyncConnection, new: list[tuple[str, str, MetricKind]]) -> None:
+    async def _register(
+        self, conn: AsyncConnection, new: list[tuple[str, str, MetricKind]]
+    ) -> None:
         """A name never seen before (a new boss) becomes a metric instead of an error."""
         async with conn.cursor() as cur:
             await cur.executemany(queries.SEED_METRIC, [(k, n, kind.value) for k, n, kind in new])

@@ -63,10 +63,13 @@ WHERE key = %(key)s AND mode = %(mode)s
 """
 
 FETCH_COMPLETED = """
-UPDATE players SET
-    last_fetched_at = %(at)s,
-    last_outcome = %(outcome)s,
-    last_http_status = %(http_status)s,
-    last_detail = %(detail)s
-WHERE key = %(key)s AND (last_fetched_at IS NULL OR last_fetched_at <= %(at)s)
+INSERT INTO fetch_status AS s (player_key, mode, fetched_at, outcome, http_status, detail)
+VALUES (%(key)s, %(mode)s, %(at)s, %(outcome)s, %(http_status)s, %(detail)s)
+ON CONFLICT (player_key) DO UPDATE SET
+    mode = EXCLUDED.mode,
+    fetched_at = EXCLUDED.fetched_at,
+    outcome = EXCLUDED.outcome,
+    http_status = EXCLUDED.http_status,
+    detail = EXCLUDED.detail
+WHERE s.fetched_at <= EXCLUDED.fetched_at
 """

@@ -60,7 +60,9 @@ class Lease:
         except KeyWrongLastSequenceError:
             self.revision = None
         if self.held != was_held:
-            log.info("lease_%s holder=%s", "acquired" if self.held else "lost", self.holder.decode())
+            log.info(
+                "lease_%s holder=%s", "acquired" if self.held else "lost", self.holder.decode()
+            )
         return self.held
 
     async def release(self) -> None:
@@ -130,15 +132,24 @@ class Scheduler:
             slot_start = due_time(player.key, player.interval_s, due.slot)
             if self.last_fetched.get(player.key, float("-inf")) >= slot_start:
                 continue  # fetched inside this slot already (a manual refresh, another leader)
-            commands.append((due, FetchRequested(
-                player_key=player.key, display_name=player.display_name, mode=player.mode,
-                reason=FetchReason.SCHEDULED, slot=due.slot,
-            )))
+            commands.append(
+                (
+                    due,
+                    FetchRequested(
+                        player_key=player.key,
+                        display_name=player.display_name,
+                        mode=player.mode,
+                        reason=FetchReason.SCHEDULED,
+                        slot=due.slot,
+                    ),
+                )
+            )
         failed = 0
         for start in range(0, len(commands), PUBLISH_CONCURRENCY):
-            chunk = commands[start:start + PUBLISH_CONCURRENCY]
-            results = await asyncio.gather(*(self._publish(c) for _, c in chunk),
-                                           return_exceptions=True)
+            chunk = commands[start : start + PUBLISH_CONCURRENCY]
+            results = await asyncio.gather(
+                *(self._publish(c) for _, c in chunk), return_exceptions=True
+            )
             for (due, _), result in zip(chunk, results, strict=True):
                 if isinstance(result, Exception):
                     failed += 1
@@ -149,8 +160,11 @@ class Scheduler:
 
     async def _publish(self, cmd: FetchRequested) -> None:
         await natsx.publish(
-            self.js, subjects.fetch_subject(cmd.player_key), cmd,
-            msg_id=f"{cmd.player_key}:{cmd.slot}", stream=subjects.CMD_STREAM,
+            self.js,
+            subjects.fetch_subject(cmd.player_key),
+            cmd,
+            msg_id=f"{cmd.player_key}:{cmd.slot}",
+            stream=subjects.CMD_STREAM,
         )
 
 
@@ -166,9 +180,12 @@ def create_app(settings: Settings) -> FastStream:
         js = broker.connection.jetstream()
         await natsx.declare(js, settings)
         kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
-        scheduler = state["scheduler"] = Scheduler(js, Lease(kv, f"scheduler-{uuid.uuid4().hex[:8]}"))
-        await follow(js, f"{subjects.STATUS_PREFIX}.*", DeliverPolicy.LAST_PER_SUBJECT,
-                     scheduler.on_status)
+        scheduler = state["scheduler"] = Scheduler(
+            js, Lease(kv, f"scheduler-{uuid.uuid4().hex[:8]}")
+        )
+        await follow(
+            js, f"{subjects.STATUS_PREFIX}.*", DeliverPolicy.LAST_PER_SUBJECT, scheduler.on_status
+        )
         await follow(js, subjects.PLAYER_EVENTS, DeliverPolicy.ALL, scheduler.on_player_event)
         log.info("scheduler_ready tracked=%d", len(scheduler.schedule.players))
 

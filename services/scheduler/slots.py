@@ -54,19 +54,31 @@ class Schedule:
     def apply(self, event: PlayerTracked | PlayerUntracked | PlayerUpdated, now: float) -> None:
         match event:
             case PlayerTracked():
-                self._put(event.player_key, event.display_name, event.mode, event.interval_s,
-                          event.at.timestamp(), now)
+                self._put(
+                    event.player_key,
+                    event.display_name,
+                    event.mode,
+                    event.interval_s,
+                    event.at.timestamp(),
+                    now,
+                )
             case PlayerUntracked():
                 self.players.pop(event.player_key, None)
             case PlayerUpdated():
                 current = self.players.get(event.player_key)
                 if current is not None:
-                    self._put(current.key, event.display_name or current.display_name,
-                              event.mode or current.mode, event.interval_s or current.interval_s,
-                              event.at.timestamp(), now)
+                    self._put(
+                        current.key,
+                        event.display_name or current.display_name,
+                        event.mode or current.mode,
+                        event.interval_s or current.interval_s,
+                        event.at.timestamp(),
+                        now,
+                    )
 
-    def _put(self, key: str, name: str, mode: GameMode, interval_s: int, since: float,
-             now: float) -> None:
+    def _put(
+        self, key: str, name: str, mode: GameMode, interval_s: int, since: float, now: float
+    ) -> None:
         previous = self.players.get(key)
         if previous is not None and previous.interval_s == interval_s:
             previous.display_name, previous.mode = name, mode  # same slots: heap entry stays valid

@@ -17,17 +17,24 @@ CREATE TABLE players (
     tracked_at      timestamptz NOT NULL,
     tracked_by      text,
     untracked_at    timestamptz,
-    last_fetched_at timestamptz,
     last_changed_at timestamptz,
-    last_outcome    text,
-    last_http_status integer,
-    last_detail     text,
     latest_observation_id bigint,
     overall_xp      bigint,
     total_level     integer,
     combat_level    integer
 );
 CREATE INDEX players_tracked_idx ON players (tracked, key);
+
+-- The latest fetch outcome per player, from OSRS_STATUS. A table of its own: that stream is
+-- consumed independently of OSRS_EVT, so a status may arrive before the player is projected.
+CREATE TABLE fetch_status (
+    player_key  text PRIMARY KEY,
+    mode        text NOT NULL,
+    fetched_at  timestamptz NOT NULL,
+    outcome     text NOT NULL,
+    http_status integer,
+    detail      text NOT NULL
+);
 
 -- One row per HiscoreObserved. Values sit in arrays aligned with metric_ids: a new metric
 -- (a new boss) needs no schema change.

@@ -1,0 +1,50 @@
+# osrs-diff: `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.DEFAULT_GOAL := help
+.PHONY: help setup lock test lint fmt migrate up demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+STAMP  := $(VENV)/.installed
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(STAMP) ## create .venv and install everything (locked versions, dev tools included)
+
+lock: $(PY) ## re-resolve dependencies and rewrite constraints.txt
+	$(PIP) install --quiet --upgrade -e '.[dev]'
+	$(PIP) freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+test: $(STAMP) ## run every test (unit, integration, end-to-end)
+	$(PY) -m pytest
+
+lint: $(STAMP) ## ruff: lint and check formatting
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP) ## ruff: fix imports and format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: $(STAMP) ## apply the SQL migrations to DATABASE_URL
+	$(VENV)/bin/osrs-diff migrate
+
+up: $(STAMP) ## run the whole product in the foreground (Ctrl-C stops it)
+	$(VENV)/bin/osrs-diff up
+
+demo: $(STAMP) ## `up` with the hiscores simulator and a few tracked players
+	$(VENV)/bin/osrs-diff up --demo
+
+clean: ## remove .data (embedded NATS and Postgres data)
+	rm -rf .data

@@ -1,0 +1,1 @@
+"""A deterministic stand-in for the OSRS hiscores, for tests, demos and benchmarks."""
