@@ -46,9 +46,16 @@ def _epoch(value: str) -> float:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from services.local import LocalServerError
     from services.up import run
 
-    return run(demo=args.demo, data_dir=Path(args.data_dir).absolute(), sim_players=args.players)
+    try:
+        return run(
+            demo=args.demo, data_dir=Path(args.data_dir).absolute(), sim_players=args.players
+        )
+    except LocalServerError as exc:
+        print(f"osrs-diff up: {exc}", file=sys.stderr)
+        return 1
 
 
 def parser() -> argparse.ArgumentParser:

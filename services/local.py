@@ -4,6 +4,8 @@ JetStream, and a Postgres cluster in a folder of ours."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -11,6 +13,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+log = logging.getLogger("osrs.local")
 
 
 class LocalServerError(RuntimeError):
@@ -110,12 +114,29 @@ def _postgres_bindir() -> Path:
     )
 
 
+def _reachable_by_postgres(data_dir: Path) -> Path:
+    """As root the cluster runs as `postgres`, which must be able to reach its folder. A checkout
+    under a closed folder (such as /root) gets its cluster under /var/tmp instead."""
+    if os.geteuid() != 0:
+        return data_dir
+    closed = [p for p in data_dir.parents if p.exists() and p.stat().st_mode & 0o001 == 0]
+    if not closed:
+        return data_dir
+    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:10]
+    fallback = Path("/var/tmp/osrs-diff") / digest / data_dir.name
+    fallback.parent.mkdir(parents=True, exist_ok=True)
+    fallback.parent.parent.chmod(0o755)
+    fallback.parent.chmod(0o755)
+    log.warning("postgres_data_moved wanted=%s closed=%s using=%s", data_dir, closed[0], fallback)
+    return fallback
+
+
 class LocalPostgres:
     """A cluster in `data_dir`. As root it runs as the `postgres` user, since Postgres refuses
     to run as root."""
 
     def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
-        self.data_dir = Path(data_dir).absolute()
+        self.data_dir = _reachable_by_postgres(Path(data_dir).absolute())
         self.port = port
         self.durable = durable
         self.bindir = _postgres_bindir()
@@ -140,12 +161,6 @@ class LocalPostgres:
         if os.geteuid() == 0:
             shutil.chown(self.data_dir, "postgres", "postgres")
             self.data_dir.chmod(0o700)
-            closed = [p for p in self.data_dir.parents if p.stat().st_mode & 0o001 == 0]
-            if closed:
-                raise LocalServerError(
-                    f"the postgres user cannot reach {self.data_dir}: {closed[0]} is closed to "
-                    "others; use another folder or set DATABASE_URL"
-                )
         if not (self.data_dir / "PG_VERSION").exists():
             self._run(
                 "initdb",
