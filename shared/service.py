@@ -15,13 +15,15 @@ from shared.settings import Settings, get_settings
 
 
 def create_broker(settings: Settings, name: str) -> NatsBroker:
+    broker_log = logging.getLogger(f"osrs.{name}.broker")
+    broker_log.setLevel(logging.WARNING)  # FastStream's own chatter; its errors still show
     return NatsBroker(
         settings.nats_url,
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
-        logger=logging.getLogger(f"osrs.{name}.broker"),
+        logger=broker_log,
         log_level=logging.DEBUG,  # FastStream logs every message at this level
     )
 

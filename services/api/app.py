@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from psycopg import AsyncConnection
 
@@ -88,6 +89,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[issue_token, PlayersController, live, ready],
         lifespan=[lifespan],
+        # Uncaught errors are logged through the root logger: key=value lines like the rest.
+        logging_config=LoggingConfig(
+            configure_root_logger=False,
+            log_exceptions="always",
+            handlers={},
+            formatters={},
+            loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}},
+        ),
         on_app_init=[auth.on_app_init],
         state=State({"settings": settings, "pool": pool, "auth": auth, "metrics": MetricCache()}),
         openapi_config=OpenAPIConfig(
