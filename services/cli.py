@@ -7,13 +7,19 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+
 from shared import db, logs
 from shared.settings import SettingsError, get_settings
 
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = get_settings()
-    applied = db.migrate(settings.database_url)
+    try:
+        applied = db.migrate(settings.database_url)
+    except psycopg.OperationalError as exc:
+        print(f"osrs-diff migrate: cannot reach the database: {exc}".strip(), file=sys.stderr)
+        return 1
     print(
         f"applied migrations: {', '.join(map(str, applied))}" if applied else "schema is up to date"
     )

@@ -194,3 +194,11 @@ async def test_list_players_pages_with_a_cursor(client, auth, database_url):
     assert (await client.get("/v1/players?status=bogus", headers=auth)).status_code == 400
     pending = (await client.get("/v1/players?status=pending", headers=auth)).json()
     assert len(pending["items"]) == 5
+
+
+async def test_tracking_again_inside_the_refresh_cooldown_is_accepted(client, auth, js):
+    for _ in range(2):
+        response = await client.post("/v1/players", json={"name": "Zezima"}, headers=auth)
+        assert response.status_code == 202, response.text
+    assert (await js.stream_info(subjects.EVT_STREAM)).state.messages == 2
+    assert (await js.stream_info(subjects.CMD_STREAM)).state.messages == 1

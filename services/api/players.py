@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.api import queries
 from services.api.schemas import (
@@ -84,6 +85,7 @@ class PlayersController(Controller):
         await natsx.publish(
             state.js, subjects.PLAYER_TRACKED, event, msg_id=event.id, stream=subjects.EVT_STREAM
         )
+        # Inside the refresh cooldown the player was fetched moments ago: the schedule takes over.
         await self._request_fetch(state, key, display_name, data.mode)
         planned = current or PlayerDetail(
             key=key,
@@ -144,7 +146,13 @@ class PlayersController(Controller):
     async def refresh(self, name: FromPath[str], state: State) -> Response[Accepted]:
         key = await self._tracked_key(state, name)
         detail = await self._detail(state, key)
-        await self._request_fetch(state, key, detail.display_name, detail.mode)
+        wait = await self._request_fetch(state, key, detail.display_name, detail.mode)
+        if wait:
+            cooldown = state.settings.refresh_cooldown
+            raise TooManyRequests(
+                f"{key} was refreshed less than {cooldown} s ago; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
         return Response(
             Accepted(key=key, status="fetching", detail="a fetch was requested"),
             status_code=HTTP_202_ACCEPTED,
@@ -158,19 +166,19 @@ class PlayersController(Controller):
             raise NotFoundException(f"player {name!r} is not tracked")
         return key
 
-    async def _request_fetch(self, state: State, key: str, display_name: str, mode) -> None:
-        """A manual fetch, at most one per player per cooldown (a KV entry with a TTL)."""
+    async def _request_fetch(self, state: State, key: str, display_name: str, mode) -> int:
+        """Publish a manual fetch unless one was requested inside the cooldown (a KV entry with
+        a TTL, shared by every API replica). Returns 0, or the seconds left to wait."""
         cooldown = state.settings.refresh_cooldown
         try:
             await state.cooldowns.create(key, str(time.time()).encode())
         except KeyWrongLastSequenceError:
-            entry = await state.cooldowns.get(key)
-            waited = time.time() - float(entry.value.decode())
-            retry_after = max(1, int(cooldown - waited + 0.999))
-            raise TooManyRequests(
-                f"{key} was refreshed less than {cooldown} s ago; retry in {retry_after} s",
-                headers={"Retry-After": str(retry_after)},
-            ) from None
+            try:
+                entry = await state.cooldowns.get(key)
+                waited = time.time() - float(entry.value.decode())
+            except KeyNotFoundError:  # expired in between
+                waited = cooldown - 1
+            return max(1, math.ceil(cooldown - waited))
         cmd = FetchRequested(
             player_key=key, display_name=display_name, mode=mode, reason=FetchReason.MANUAL
         )
@@ -181,6 +189,7 @@ class PlayersController(Controller):
             msg_id=f"{key}:manual:{cmd.id}",
             stream=subjects.CMD_STREAM,
         )
+        return 0
 
     async def _detail(self, state: State, key: str) -> PlayerDetail | None:
         async with state.pool.connection() as conn:
