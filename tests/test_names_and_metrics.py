@@ -83,3 +83,24 @@ def test_combat_level():
     }
     assert xp.combat_level(maxed) == 126
     assert xp.combat_level({}) == 3  # a fresh account: all 1s, Hitpoints 10
+
+
+def test_latest_values_report_absent_metrics_as_unranked():
+    from services.api.players import latest_values
+
+    metrics = [
+        (1, "overall", "skill"),
+        (2, "attack", "skill"),
+        (3, "sailing", "skill"),
+        (4, "zulrah", "activity"),
+        (5, "vorkath", "activity"),
+    ]
+    skills, activities = latest_values(
+        metrics, [1, 2, 4], [10, 20, 40], [1000, 99, 0], [50_000_000, 20_000_000, 77]
+    )
+    assert skills["overall"].virtual_level is None and skills["overall"].xp == 50_000_000
+    assert (skills["attack"].level, skills["attack"].virtual_level) == (99, 103)
+    assert (skills["sailing"].rank, skills["sailing"].level, skills["sailing"].xp) == (-1, 1, -1)
+    assert (activities["zulrah"].rank, activities["zulrah"].score) == (40, 77)
+    assert (activities["vorkath"].rank, activities["vorkath"].score) == (-1, -1)
+    assert latest_values(metrics, None, None, None, None) == ({}, {})

@@ -97,9 +97,10 @@ class PlayersController(Controller):
             last_fetched_at=None,
             last_changed_at=None,
             last_outcome=None,
-            last_detail=None,
-            combat_level=None,
+            overall_xp=None,
             total_level=None,
+            combat_level=None,
+            last_detail=None,
             skills={},
             activities={},
         )
@@ -196,59 +197,29 @@ class PlayersController(Controller):
             row = await (await conn.execute(queries.GET_PLAYER, (key,))).fetchone()
             if row is None:
                 return None
-            metrics = await state.metrics.get(conn, row[-4] or ())
-        (
-            key,
-            display_name,
-            mode,
-            status,
-            interval_s,
-            tracked_at,
-            last_fetched_at,
-            last_changed_at,
-            last_outcome,
-            last_detail,
-            combat_level,
-            total_level,
-            _tracked,
-            metric_ids,
-            ranks,
-            levels,
-            amounts,
-        ) = row
-        observed = {}
-        if metric_ids is not None:
-            observed = {
-                m: (r, lv, a)
-                for m, r, lv, a in zip(metric_ids, ranks, levels, amounts, strict=True)
-            }
-        skills: dict[str, SkillValue] = {}
-        activities: dict[str, ActivityValue] = {}
-        if metric_ids is not None:
-            for metric_id, metric_key, kind in metrics:
-                rank, level, amount = observed.get(metric_id, (-1, 1, -1))
-                if kind == "skill":
-                    skills[metric_key] = SkillValue(
-                        rank=rank,
-                        level=level,
-                        xp=amount,
-                        virtual_level=None if metric_key == "overall" else xp.virtual_level(amount),
-                    )
-                else:
-                    activities[metric_key] = ActivityValue(rank=rank, score=amount)
-        return PlayerDetail(
-            key=key,
-            display_name=display_name,
-            mode=mode,
-            status=status,
-            interval_s=interval_s,
-            tracked_at=tracked_at,
-            last_fetched_at=last_fetched_at,
-            last_changed_at=last_changed_at,
-            last_outcome=last_outcome,
-            last_detail=last_detail,
-            combat_level=combat_level,
-            total_level=total_level,
-            skills=skills,
-            activities=activities,
-        )
+            metric_ids, ranks, levels, amounts = row[-4:]
+            metrics = await state.metrics.get(conn, metric_ids or ())
+        skills, activities = latest_values(metrics, metric_ids, ranks, levels, amounts)
+        return PlayerDetail(*row[:-5], last_detail=row[-5], skills=skills, activities=activities)
+
+
+def latest_values(
+    metrics: list[tuple[int, str, str]], metric_ids, ranks, levels, amounts
+) -> tuple[dict[str, SkillValue], dict[str, ActivityValue]]:
+    """Every known metric from one observation's arrays; a metric absent from them is unranked
+    (-1), as the hiscores report it."""
+    skills: dict[str, SkillValue] = {}
+    activities: dict[str, ActivityValue] = {}
+    if metric_ids is None:
+        return skills, activities  # not fetched yet
+    observed = dict(zip(metric_ids, zip(ranks, levels, amounts, strict=True), strict=True))
+    for metric_id, metric_key, kind in metrics:
+        rank, level, amount = observed.get(metric_id, (-1, 1, -1))
+        if kind == "skill":
+            virtual = None if metric_key == "overall" else xp.virtual_level(amount)
+            skills[metric_key] = SkillValue(
+                rank=rank, level=level, xp=amount, virtual_level=virtual
+            )
+        else:
+            activities[metric_key] = ActivityValue(rank=rank, score=amount)
+    return skills, activities

@@ -9,11 +9,11 @@ CASE WHEN NOT p.tracked THEN 'untracked'
 
 PLAYER_COLUMNS = f"""
 p.key, p.display_name, p.mode, ({_STATUS}) AS status, p.interval_s, p.tracked_at,
-s.fetched_at, p.last_changed_at, s.outcome
+s.fetched_at, p.last_changed_at, s.outcome, p.overall_xp, p.total_level, p.combat_level
 """
 
 LIST_PLAYERS = f"""
-SELECT {PLAYER_COLUMNS}, p.overall_xp, p.total_level, p.combat_level
+SELECT {PLAYER_COLUMNS}
 FROM players p LEFT JOIN fetch_status s ON s.player_key = p.key
 WHERE p.key > %(cursor)s AND (%(status)s::text IS NULL OR ({_STATUS}) = %(status)s)
 ORDER BY p.key
@@ -21,8 +21,7 @@ LIMIT %(limit)s
 """
 
 GET_PLAYER = f"""
-SELECT {PLAYER_COLUMNS}, s.detail, p.combat_level, p.total_level, p.tracked,
-       o.metric_ids, o.ranks, o.levels, o.amounts
+SELECT {PLAYER_COLUMNS}, s.detail, o.metric_ids, o.ranks, o.levels, o.amounts
 FROM players p
 LEFT JOIN fetch_status s ON s.player_key = p.key
 LEFT JOIN observations o ON o.id = p.latest_observation_id

@@ -53,19 +53,8 @@ class PlayerSummary(msgspec.Struct):
     combat_level: int | None
 
 
-class PlayerDetail(msgspec.Struct):
-    key: str
-    display_name: str
-    mode: GameMode
-    status: str
-    interval_s: int
-    tracked_at: datetime
-    last_fetched_at: datetime | None
-    last_changed_at: datetime | None
-    last_outcome: str | None
+class PlayerDetail(PlayerSummary):
     last_detail: str | None
-    combat_level: int | None
-    total_level: int | None
     skills: dict[str, SkillValue]
     activities: dict[str, ActivityValue]
 

@@ -77,29 +77,23 @@ def create_app(settings: Settings) -> FastStream:
             await m.ack()
         log.debug("batch_applied stream=%s size=%d applied=%d", stream, len(msgs), applied)
 
-    @broker.subscriber(
-        "osrs.evt.>",
-        stream=JStream(subjects.EVT_STREAM, declare=False),
-        durable=subjects.PROJECTOR_EVT_CONSUMER,
-        pull_sub=PullSub(batch_size=BATCH, timeout=1.0, batch=True),
-        config=CONSUMER,
-        ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
-    )
-    async def on_events(body: list[bytes], msg: NatsMessage) -> None:
-        await project(subjects.EVT_STREAM, msg)
+    def subscribe(stream: str, subject: str, durable: str) -> None:
+        @broker.subscriber(
+            subject,
+            stream=JStream(stream, declare=False),
+            durable=durable,
+            pull_sub=PullSub(batch_size=BATCH, timeout=1.0, batch=True),
+            config=CONSUMER,
+            ack_policy=AckPolicy.MANUAL,
+            decoder=raw_body,
+        )
+        async def on_batch(body: list[bytes], msg: NatsMessage) -> None:
+            await project(stream, msg)
 
-    @broker.subscriber(
-        f"{subjects.STATUS_PREFIX}.*",
-        stream=JStream(subjects.STATUS_STREAM, declare=False),
-        durable=subjects.PROJECTOR_STATUS_CONSUMER,
-        pull_sub=PullSub(batch_size=BATCH, timeout=1.0, batch=True),
-        config=CONSUMER,
-        ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
+    subscribe(subjects.EVT_STREAM, "osrs.evt.>", subjects.PROJECTOR_EVT_CONSUMER)
+    subscribe(
+        subjects.STATUS_STREAM, f"{subjects.STATUS_PREFIX}.*", subjects.PROJECTOR_STATUS_CONSUMER
     )
-    async def on_status(body: list[bytes], msg: NatsMessage) -> None:
-        await project(subjects.STATUS_STREAM, msg)
 
     return app
 
