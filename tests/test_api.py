@@ -44,10 +44,16 @@ async def test_health_and_schema_need_no_token(client):
 async def test_every_other_route_needs_a_valid_token(client, headers):
     for method, path in [
         ("GET", "/v1/players"),
-        ("GET", "/v1/players/zezima"),
         ("POST", "/v1/players"),
-        ("DELETE", "/v1/players/zezima"),
-        ("POST", "/v1/players/zezima/refresh"),
+        *[
+            (method, path.format(name))
+            for name in ("zezima", "health", "schema", "schema_x", "token")
+            for method, path in [
+                ("GET", "/v1/players/{}"),
+                ("DELETE", "/v1/players/{}"),
+                ("POST", "/v1/players/{}/refresh"),
+            ]
+        ],
     ]:
         response = await client.request(method, path, headers=headers, json={"name": "x"})
         assert response.status_code == 401, (method, path, response.text)

@@ -39,12 +39,12 @@ class MetricCache:
         return self.rows
 
 
-@get("/health/live", summary="The process is up", tags=["health"])
+@get("/health/live", summary="The process is up", tags=["health"], exclude_from_auth=True)
 async def live() -> Health:
     return Health(status="live")
 
 
-@get("/health/ready", summary="Postgres and NATS answer", tags=["health"])
+@get("/health/ready", summary="Postgres and NATS answer", tags=["health"], exclude_from_auth=True)
 async def ready(state: State) -> Response[Health]:
     checks = {}
     try:

@@ -1,4 +1,5 @@
-"""Login and JWT bearer auth. Every route needs a valid token except those in `PUBLIC`."""
+"""Login and JWT bearer auth. Every route needs a valid token except the OpenAPI schema and
+the handlers marked `exclude_from_auth=True` (health checks, login)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from shared.settings import Settings
 log = logging.getLogger("osrs.api.auth")
 
 TOKEN_PATH = "/v1/auth/token"
-PUBLIC = ["/health", "/schema", TOKEN_PATH]
+# Litestar searches these patterns anywhere in the path: anchor them, or a player named
+# "schema" would skip authentication.
+PUBLIC_PATTERNS = [r"^/schema(/|$)"]
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -41,7 +44,7 @@ def create_auth(settings: Settings) -> OAuth2PasswordBearerAuth[Principal, Token
         token_url=TOKEN_PATH,
         retrieve_user_handler=_principal_from_token,
         default_token_expiration=timedelta(seconds=settings.access_token_ttl),
-        exclude=PUBLIC,
+        exclude=PUBLIC_PATTERNS,
         description="Bearer token from POST /v1/auth/token",
     )
 
@@ -80,6 +83,7 @@ async def _credentials(request: Request) -> TokenRequest:
     TOKEN_PATH,
     status_code=200,
     summary="Exchange a username and password for an access token",
+    exclude_from_auth=True,
     tags=["auth"],
 )
 async def issue_token(request: Request, state: State) -> TokenResponse:
