@@ -208,3 +208,63 @@ async def test_a_fetch_status_that_arrives_before_the_player_is_kept(js, databas
         database_url,
         "SELECT p.key, s.outcome FROM players p JOIN fetch_status s ON s.player_key = p.key",
     ) == [("synth_mid", "unchanged")]
+
+
+async def _track_players(js, keys):
+    for key in keys:
+        event = PlayerTracked(player_key=key, display_name=key, interval_s=3600, by="t", at=AT)
+        await natsx.publish(
+            js, subjects.PLAYER_TRACKED, event, msg_id=event.id, stream=subjects.EVT_STREAM
+        )
+
+
+def _tracked(database_url) -> list[str]:
+    return [k for (k,) in rows(database_url, "SELECT key FROM players ORDER BY key")]
+
+
+async def _run_until(app, condition, timeout=20.0):
+    task = asyncio.create_task(app.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.05)
+    finally:
+        app.exit()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_batch_fetched_by_a_crashed_projector_is_not_overtaken(js, settings, database_url):
+    await _track_players(js, [f"p{i}" for i in range(5)])
+    # A projector took the first two events and died before applying them: they stay pending
+    # on its durable consumer until ack_wait runs out, while later events are deliverable.
+    crashed = await js.pull_subscribe(
+        "osrs.evt.>", durable=subjects.PROJECTOR_EVT_CONSUMER, stream=subjects.EVT_STREAM
+    )
+    assert len(await crashed.fetch(2, timeout=2)) == 2
+    await _run_until(create_app(settings), lambda: len(_tracked(database_url)) == 5)
+    assert _tracked(database_url) == ["p0", "p1", "p2", "p3", "p4"]
+
+
+async def test_a_second_projector_stands_by_until_the_first_stops(js, settings, database_url):
+    first, second = create_app(settings), create_app(settings)
+    first_task = asyncio.create_task(first.run())
+    await _track_players(js, ["before"])
+    async with asyncio.timeout(20):
+        while _tracked(database_url) != ["before"]:
+            await asyncio.sleep(0.05)
+    second_task = asyncio.create_task(second.run())
+    await asyncio.sleep(1)
+    standby = rows(
+        database_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    )
+    assert standby == [(1,)]  # the second waits for the lock
+    first.exit()
+    await asyncio.wait_for(first_task, 10)
+    await _track_players(js, ["after"])
+    try:
+        async with asyncio.timeout(20):
+            while _tracked(database_url) != ["after", "before"]:
+                await asyncio.sleep(0.05)
+    finally:
+        second.exit()
+        await asyncio.wait_for(second_task, 10)

@@ -50,6 +50,11 @@ class Projector:
         rows = await (await conn.execute(queries.METRIC_IDS)).fetchall()
         self.metric_ids = {key: id_ for key, id_ in rows}
 
+    async def checkpoints(self) -> dict[str, int]:
+        """The last applied sequence of each stream."""
+        async with self.pool.connection() as conn:
+            return dict(await (await conn.execute(queries.CHECKPOINTS)).fetchall())
+
     async def apply_batch(self, stream: str, msgs: Sequence[Msg], *, careful: bool = False) -> int:
         """Apply the messages not applied yet; returns how many were applied.
 

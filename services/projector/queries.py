@@ -6,6 +6,8 @@ ON CONFLICT (stream) DO UPDATE SET stream = EXCLUDED.stream
 RETURNING last_seq
 """
 
+CHECKPOINTS = "SELECT stream, last_seq FROM projector_checkpoints"
+
 SAVE_CHECKPOINT = """
 UPDATE projector_checkpoints SET last_seq = %s, updated_at = now() WHERE stream = %s
 """
