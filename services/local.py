@@ -83,6 +83,7 @@ class LocalNats:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # stopped by its owner, not by the terminal's Ctrl-C
         )
         wait_for_port(self.port, 10, self.proc)
         return self
@@ -149,7 +150,9 @@ class LocalPostgres:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if os.geteuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        # A session of its own, so the terminal's Ctrl-C does not stop the server under the
+        # services; its owner stops it last.
+        result = subprocess.run(cmd, capture_output=True, text=True, start_new_session=True)
         if result.returncode != 0:
             raise LocalServerError(
                 f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}"

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from services.local import LocalNats, LocalPostgres, free_port, wait_for_port
+from services.local import LocalNats, LocalPostgres, LocalServerError, free_port, wait_for_port
 from shared import db
 from shared.settings import Settings
 
@@ -25,6 +27,16 @@ log = logging.getLogger("osrs.up")
 SERVICES = ("projector", "fetcher", "scheduler", "api")
 DEMO_USER, DEMO_PASSWORD = "admin", "osrs-demo"
 DEMO_PLAYERS = 6
+HEALTHY_S = 60.0  # a service up this long has its restart delay reset
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    proc: subprocess.Popen
+    started_at: float
+    failures: int = 0
 
 
 class Stack:
@@ -32,7 +44,8 @@ class Stack:
         self.data_dir = data_dir
         self.nats: LocalNats | None = None
         self.postgres: LocalPostgres | None = None
-        self.children: dict[str, subprocess.Popen] = {}
+        self.children: dict[str, Child] = {}
+        self.env: dict[str, str] = {}
         self.stopping = False
 
     def start_infrastructure(self, env: dict[str, str]) -> None:
@@ -48,40 +61,70 @@ class Stack:
         applied = db.migrate(env["DATABASE_URL"])
         log.info("migrated applied=%s", applied or "none")
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        self.children[name] = subprocess.Popen([sys.executable, *args], env=env)
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        # A session of its own: Ctrl-C reaches only this supervisor, which then stops the
+        # services before the servers they depend on.
+        proc = subprocess.Popen([sys.executable, *args], env=env, start_new_session=True)
+        previous = self.children.get(name)
+        self.children[name] = Child(
+            name, args, proc, time.monotonic(), previous.failures if previous else 0
+        )
+        self.env = env
+        return proc
 
     def start_services(self, env: dict[str, str]) -> None:
         for name in SERVICES:
             self.spawn(name, ["-m", f"services.{name}"], env)
 
     def watch(self) -> int:
-        """Wait until a signal or until a child dies; returns the exit code."""
+        """Restart a service that dies (with a growing delay) until a signal arrives."""
+        restart_at: dict[str, float] = {}
         while not self.stopping:
-            for name, proc in self.children.items():
-                if proc.poll() is not None:
+            now = time.monotonic()
+            for child in list(self.children.values()):
+                if child.proc.poll() is None:
+                    if now - child.started_at > HEALTHY_S:
+                        child.failures = 0
+                    continue
+                if child.name not in restart_at:
+                    child.failures += 1
+                    delay = min(30.0, 2.0 ** (child.failures - 1))
+                    restart_at[child.name] = now + delay
                     log.error(
-                        "service_exited name=%s code=%s: stopping everything", name, proc.returncode
+                        "service_exited name=%s code=%s restart_in=%.0fs",
+                        child.name,
+                        child.proc.returncode,
+                        delay,
                     )
-                    return 1
+                elif now >= restart_at[child.name]:
+                    del restart_at[child.name]
+                    self.spawn(child.name, child.args, self.env)
             time.sleep(0.2)
         return 0
 
     def stop(self) -> None:
-        for proc in self.children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in self.children.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """Services first, then the simulator they fetch from, then NATS and Postgres."""
+        services = [c for c in self.children.values() if c.name != "sim"]
+        simulator = [c for c in self.children.values() if c.name == "sim"]
+        for group in (services, simulator):
+            _terminate([c.proc for c in group])
         if self.nats:
             self.nats.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def _terminate(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run(*, demo: bool, data_dir: Path, sim_players: int = 1000) -> int:
@@ -101,55 +144,94 @@ def run(*, demo: bool, data_dir: Path, sim_players: int = 1000) -> int:
             env.setdefault("OSRS_ADMIN_USERNAME", DEMO_USER)
             env.setdefault("OSRS_ADMIN_PASSWORD", DEMO_PASSWORD)
             env.setdefault("OSRS_FETCH_INTERVAL", "60")
-            sim_port = free_port(8001)
-            stack.spawn(
-                "sim",
-                [
-                    "-m",
-                    "services.cli",
-                    "sim",
-                    "--players",
-                    str(sim_players),
-                    "--port",
-                    str(sim_port),
-                    "--tick",
-                    "30",
-                ],
-                env,
-            )
-            wait_for_port(sim_port, 20, stack.children["sim"])
-            env["OSRS_HISCORES_URL"] = f"http://127.0.0.1:{sim_port}"
+            env["OSRS_HISCORES_URL"] = _start_simulator(stack, env, sim_players)
+        else:
+            _prepare_secrets(env, data_dir)
         stack.start_services(env)
         settings = Settings.from_env(env)
+        _wait_ready(settings, stack)
         if demo:
-            _seed_demo(settings, stack)
+            _seed_demo(settings)
+        else:
+            print(f"osrs-diff is running (Ctrl-C stops it): API {_base(settings)}", flush=True)
         return stack.watch()
     finally:
         stack.stop()
 
 
-def _seed_demo(settings: Settings, stack: Stack) -> None:
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    deadline = time.monotonic() + 60
-    with httpx.Client(base_url=base, timeout=5) as client:
+def _start_simulator(stack: Stack, env: dict[str, str], players: int) -> str:
+    port = free_port(8001)
+    # Tick 0 now: the population starts where its seed puts it and grows from there.
+    args = [
+        "-m",
+        "services.cli",
+        "sim",
+        "--players",
+        str(players),
+        "--port",
+        str(port),
+        "--tick",
+        "30",
+        "--epoch",
+        "now",
+    ]
+    wait_for_port(port, 20, stack.spawn("sim", args, env))
+    return f"http://127.0.0.1:{port}"
+
+
+def _prepare_secrets(env: dict[str, str], data_dir: Path) -> None:
+    """Outside the demo: a JWT secret kept under `.data/` unless one is given, and a word on
+    how to create the first admin."""
+    if not env.get("OSRS_JWT_SECRET") and env.get("OSRS_DEV", "") not in ("1", "true"):
+        secret_file = data_dir / "jwt_secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(48))
+            secret_file.chmod(0o600)
+        env["OSRS_JWT_SECRET"] = secret_file.read_text().strip()
+        log.info("jwt_secret file=%s", secret_file)
+    if not (env.get("OSRS_ADMIN_USERNAME") and env.get("OSRS_ADMIN_PASSWORD")):
+        log.warning(
+            "no OSRS_ADMIN_USERNAME/OSRS_ADMIN_PASSWORD: set both to create the first "
+            "admin (only while no user exists)"
+        )
+
+
+def _base(settings: Settings) -> str:
+    return f"http://{settings.api_host}:{settings.api_port}"
+
+
+def _wait_ready(settings: Settings, stack: Stack, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=_base(settings), timeout=5) as client:
         while True:
-            if stack.children["api"].poll() is not None:
-                raise SystemExit("the API exited during start-up; see its log above")
+            if stack.stopping:
+                return
+            if stack.children["api"].proc.poll() is not None:
+                raise LocalServerError("the API exited during start-up; see its log above")
             try:
                 if client.get("/health/ready").status_code == 200:
-                    break
+                    return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit("the API was not ready after 60 s")
+                raise LocalServerError(f"the API was not ready after {timeout_s:.0f} s")
             time.sleep(0.2)
-        token = client.post(
+
+
+def _seed_demo(settings: Settings) -> None:
+    base = _base(settings)
+    with httpx.Client(base_url=base, timeout=5) as client:
+        answer = client.post(
             "/v1/auth/token",
-            json={
-                "username": settings.admin_username,
-                "password": settings.admin_password,
-            },
-        ).json()["access_token"]
+            json={"username": settings.admin_username, "password": settings.admin_password},
+        )
+        if answer.status_code != 200:
+            raise LocalServerError(
+                f"cannot log in as {settings.admin_username!r} ({answer.status_code}): another "
+                "admin exists in this data folder; set OSRS_ADMIN_USERNAME/OSRS_ADMIN_PASSWORD to "
+                "it, or `make clean` to start afresh"
+            )
+        token = answer.json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         names = [f"Sim {i}" for i in range(1, DEMO_PLAYERS + 1)]
         for name in names:

@@ -268,3 +268,14 @@ async def test_a_second_projector_stands_by_until_the_first_stops(js, settings, 
     finally:
         second.exit()
         await asyncio.wait_for(second_task, 10)
+
+
+async def test_a_projector_that_loses_its_lock_stops(js, settings, database_url):
+    app = create_app(settings)
+    task = asyncio.create_task(app.run())
+    holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    async with asyncio.timeout(20):
+        while not rows(database_url, holder):
+            await asyncio.sleep(0.05)
+    rows(database_url, f"SELECT pg_terminate_backend(pid) FROM ({holder}) AS h")
+    await asyncio.wait_for(task, 15)  # it stopped by itself

@@ -1,11 +1,13 @@
-"""`osrs-diff up --demo` as a new user runs it: embedded NATS and Postgres, the four services,
-the simulator; stats served within seconds; SIGTERM stops everything."""
+"""`osrs-diff up` as a new user runs it: embedded NATS and Postgres, the four services (and the
+simulator for the demo); stats served within seconds; a dead service restarted; SIGTERM stops
+everything."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,54 +17,122 @@ from services.local import free_port
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_serves_a_simulated_player_and_stops_cleanly_on_sigterm(tmp_root):
-    api_port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
-    env |= {"API_PORT": str(api_port), "PYTHONUNBUFFERED": "1"}
-    log_path = tmp_root / "up-demo.log"
-    with open(log_path, "wb") as log:
-        up = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "up",
-                "--demo",
-                "--players",
-                "20",
-                "--data-dir",
-                str(tmp_root / "up-demo"),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while "demo is running" not in log_path.read_text():
-            assert up.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
+class Up:
+    def __init__(self, tmp_root: Path, name: str, *args: str, **env: str) -> None:
+        self.api = f"http://127.0.0.1:{free_port()}"
+        self.data_dir = tmp_root / name
+        self.log_path = tmp_root / f"{name}.log"
+        base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NATS_URL", "DATABASE_URL") and not k.startswith("OSRS_")
+        }
+        base_env |= {"API_PORT": self.api.rsplit(":", 1)[1], "PYTHONUNBUFFERED": "1", **env}
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "services.cli",
+                    "up",
+                    *args,
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                env=base_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.deadline = time.monotonic() + 60
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str) -> None:
+        while text not in self.log:
+            assert self.proc.poll() is None, self.log
+            assert time.monotonic() < self.deadline, self.log
             time.sleep(0.2)
-        base = f"http://127.0.0.1:{api_port}"
+
+    def descendants(self) -> set[int]:
+        """The supervisor's children and every server using its data folder."""
+        found = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        servers = subprocess.run(
+            ["pgrep", "-f", str(self.data_dir)], capture_output=True, text=True
+        )
+        return {int(p) for p in (found.stdout + servers.stdout).split()}
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return subprocess.run(
+        ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True
+    ).stdout.strip() not in ("", "Z")
+
+
+def test_demo_serves_a_simulated_player_and_stops_cleanly_on_sigterm(tmp_root):
+    up = Up(tmp_root, "up-demo", "--demo", "--players", "20")
+    try:
+        up.wait_for_log("demo is running")
         token = httpx.post(
-            f"{base}/v1/auth/token", json={"username": "admin", "password": "osrs-demo"}
+            f"{up.api}/v1/auth/token", json={"username": "admin", "password": "osrs-demo"}
         ).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
-        while True:
-            player = httpx.get(f"{base}/v1/players/Sim 1", headers=headers).json()
-            if player.get("skills"):
-                break
-            assert time.monotonic() < deadline, (player, log_path.read_text())
+        while not (player := httpx.get(f"{up.api}/v1/players/Sim 1", headers=headers).json()).get(
+            "skills"
+        ):
+            assert time.monotonic() < up.deadline, (player, up.log)
             time.sleep(0.2)
         assert player["skills"]["overall"]["xp"] > 0 and player["status"] == "active"
+        running = up.descendants()
+        assert len(running) >= 7  # four services, the simulator, NATS, Postgres
     finally:
-        up.send_signal(signal.SIGTERM)
-        try:
-            code = up.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(up.pid, signal.SIGKILL)
-            raise
-    assert code == 0, log_path.read_text()
-    leftovers = subprocess.run(["pgrep", "-s", str(up.pid)], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == "", "processes left running after SIGTERM"
+        code = up.stop()
+    assert code == 0, up.log
+    gone_by = time.monotonic() + 5  # a server's last helper processes may take a moment
+    while (left := [pid for pid in running if _alive(pid)]) and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    assert left == [], "processes left running after SIGTERM"
+
+
+def test_up_keeps_a_secret_and_restarts_a_service_that_dies(tmp_root):
+    up = Up(tmp_root, "up-plain")
+    try:
+        up.wait_for_log("osrs-diff is running")
+        assert httpx.get(f"{up.api}/health/ready").status_code == 200
+        assert len((up.data_dir / "jwt_secret").read_text()) >= 32
+        assert "OSRS_ADMIN_USERNAME" in up.log  # says how to create the first admin
+        fetcher = subprocess.run(
+            ["pgrep", "-P", str(up.proc.pid), "-f", "services.fetcher"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(fetcher) == 1
+        os.kill(int(fetcher[0]), signal.SIGKILL)
+        up.wait_for_log("service_exited name=fetcher")
+        while True:
+            again = subprocess.run(
+                ["pgrep", "-P", str(up.proc.pid), "-f", "services.fetcher"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if again and again != fetcher:
+                break
+            assert time.monotonic() < up.deadline, up.log
+            time.sleep(0.2)
+    finally:
+        code = up.stop()
+    assert code == 0, up.log

@@ -25,6 +25,7 @@ log = logging.getLogger("osrs.projector")
 
 BATCH = 256
 LOCK_ID = 0x05C5D1F0  # pg_advisory_lock id: one active projector, the others stand by
+LOCK_CHECK_S = 2.0
 FEEDS = (  # stream, subject filter, durable consumer
     (subjects.EVT_STREAM, "osrs.evt.>", subjects.PROJECTOR_EVT_CONSUMER),
     (subjects.STATUS_STREAM, f"{subjects.STATUS_PREFIX}.*", subjects.PROJECTOR_STATUS_CONSUMER),
@@ -57,7 +58,7 @@ def create_app(settings: Settings) -> FastStream:
         await natsx.dead_letter(broker.connection.jetstream(), "projector", msg, reason)
 
     projector = Projector(pool, dead_letter)
-    leadership: dict[str, psycopg.AsyncConnection] = {}
+    leadership: dict = {}  # the lock's connection, and the task that watches it
 
     @app.on_startup
     async def start() -> None:
@@ -77,6 +78,27 @@ def create_app(settings: Settings) -> FastStream:
             config = consumer_config(durable, subject, checkpoints.get(stream, 0))
             await js.add_consumer(stream, config)
         log.info("projector_ready checkpoints=%s", checkpoints)
+
+    async def watch_lock() -> None:
+        """A lost lock connection means another projector may now be active: stop, and let the
+        supervisor restart this one as a standby."""
+        while True:
+            await asyncio.sleep(LOCK_CHECK_S)
+            try:
+                await leadership["lock"].execute("SELECT 1")
+            except psycopg.Error as exc:
+                log.error("projector_lock_lost reason=%s: stopping", exc)
+                app.exit()
+                return
+
+    @app.after_startup
+    async def begin_watch() -> None:
+        leadership["watch"] = asyncio.create_task(watch_lock(), name="projector-lock")
+
+    @app.on_shutdown
+    async def stop_watch() -> None:
+        if "watch" in leadership:
+            leadership["watch"].cancel()
 
     @app.after_shutdown
     async def close_pool() -> None:
