@@ -54,7 +54,9 @@ async def test_only_the_lease_holder_publishes_and_each_slot_once(js):
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert first.lease.held != second.lease.held
+    leader, follower = (first, second) if first.lease.held else (second, first)
     sent = await commands(js)
+    assert follower.published == 0 and leader.published == len(sent)
     per_player = {key: [c.slot for c in sent if c.player_key == key] for key in ("alpha", "beta")}
     for slots in per_player.values():
         assert 3 <= len(slots) <= 5
@@ -102,3 +104,25 @@ async def test_the_scheduler_service_replays_the_log_and_publishes_due_slots(js,
     kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
     with pytest.raises(NoKeysError):  # the lease was released at shutdown
         await kv.keys()
+
+
+async def test_a_scheduler_that_takes_over_a_stale_lease_owes_the_current_slots(js):
+    await track(js, "epsilon", 3600)
+    kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
+    await kv.create(subjects.LEASE_KEY, b"a-crashed-scheduler")
+    s = await scheduler(js, "successor")
+    task = asyncio.create_task(s.run())
+    try:
+        await asyncio.sleep(1.5)  # following: the crashed holder's lease has not lapsed yet
+        assert s.published == 0
+        await kv.purge(subjects.LEASE_KEY)  # the lapse, as its TTL would do
+        async with asyncio.timeout(10):
+            while s.published == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    now = datetime.now(UTC).timestamp()
+    assert [(c.player_key, c.slot) for c in await commands(js)] == [
+        ("epsilon", slot_at("epsilon", 3600, now))
+    ]

@@ -86,3 +86,14 @@ def test_a_rename_keeps_the_slots():
     schedule.apply(PlayerUpdated(player_key="e", display_name="E e", at=LONG_AGO), now)
     due = schedule.pop_due(now)
     assert [d.player.display_name for d in due] == ["E e"]
+
+
+def test_reseed_owes_every_player_its_current_slot():
+    schedule = Schedule()
+    schedule.apply(tracked("g", 3600), NOW)
+    schedule.apply(tracked("h", 3600, at=datetime.fromtimestamp(NOW, UTC)), NOW)
+    later = NOW + 5 * 3600
+    schedule.reseed(later)
+    due = {d.player.key: d.slot for d in schedule.pop_due(later)}
+    assert due == {"g": slot_at("g", 3600, later), "h": slot_at("h", 3600, later)}
+    assert schedule.pop_due(later) == []

@@ -101,6 +101,7 @@ class Scheduler:
         self.clock = clock
         self.schedule = Schedule()
         self.last_fetched: dict[str, float] = {}
+        self.published = 0  # commands this instance published
 
     def on_player_event(self, msg: Msg) -> None:
         self.schedule.apply(decode_on(msg.subject, msg.data), self.clock())
@@ -115,12 +116,13 @@ class Scheduler:
             now = self.clock()
             sleep = MAX_SLEEP_S
             try:
+                was_held = self.lease.held
                 if await self.lease.keep(now):
+                    if not was_held:
+                        self.schedule.reseed(now)  # slots passed while following are owed
                     await self.publish_due(now)
                     next_due = self.schedule.next_due_in(self.clock())
                     sleep = MAX_SLEEP_S if next_due is None else min(next_due, MAX_SLEEP_S)
-                else:
-                    self.schedule.pop_due(now)  # a follower keeps its heap current
             except Exception:  # NATS away: the lease lapses and failed slots were put back
                 log.exception("schedule_tick_failed")
             await asyncio.sleep(sleep)
@@ -154,6 +156,7 @@ class Scheduler:
                 if isinstance(result, Exception):
                     failed += 1
                     self.schedule.retry(due, now + RETRY_S)
+        self.published += len(commands) - failed
         if commands:
             log.info("published_due count=%d failed=%d", len(commands) - failed, failed)
         return len(commands) - failed

@@ -35,7 +35,13 @@ class TrackedPlayer(msgspec.Struct):
     display_name: str
     mode: GameMode
     interval_s: int
+    since: float  # when tracking (or the interval) last changed: the API fetched then
     generation: int = 0  # bumped on every change, so stale heap entries are recognised
+
+    def first_slot(self, now: float) -> int:
+        """The current slot, or the next one when the player was fetched on tracking inside it."""
+        slot = slot_at(self.key, self.interval_s, now)
+        return slot + 1 if self.since >= due_time(self.key, self.interval_s, slot) else slot
 
 
 class Due(msgspec.Struct, frozen=True):
@@ -83,12 +89,20 @@ class Schedule:
         if previous is not None and previous.interval_s == interval_s:
             previous.display_name, previous.mode = name, mode  # same slots: heap entry stays valid
             return
-        player = TrackedPlayer(key, name, mode, interval_s, next(self._generations))
+        player = TrackedPlayer(key, name, mode, interval_s, since, next(self._generations))
         self.players[key] = player
-        slot = slot_at(key, interval_s, now)
-        if since >= due_time(key, interval_s, slot):
-            slot += 1  # tracked (and fetched by the API) inside the current slot
-        self._push(player, slot)
+        self._push(player, player.first_slot(now))
+
+    def reseed(self, now: float) -> None:
+        """Rebuild the heap from `now`: a scheduler that just took the lease owes every player
+        its current slot (those fetched inside it already are skipped when published)."""
+        self._heap = []
+        for player in self.players.values():
+            slot = player.first_slot(now)
+            self._heap.append(
+                (due_time(player.key, player.interval_s, slot), player.key, player.generation, slot)
+            )
+        heapq.heapify(self._heap)
 
     def _push(self, player: TrackedPlayer, slot: int) -> None:
         due = due_time(player.key, player.interval_s, slot)
