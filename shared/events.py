@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -88,11 +88,14 @@ class FetchCompleted(Message, frozen=True, kw_only=True):
     detail: str = ""
 
 
+Interval = Annotated[int, msgspec.Meta(gt=0)]
+
+
 class PlayerTracked(Message, frozen=True, kw_only=True):
     player_key: str
     display_name: str
     mode: GameMode = GameMode.REGULAR
-    interval_s: int
+    interval_s: Interval
     by: str
 
 
@@ -107,7 +110,7 @@ class PlayerUpdated(Message, frozen=True, kw_only=True):
     player_key: str
     display_name: str | None = None
     mode: GameMode | None = None
-    interval_s: int | None = None
+    interval_s: Interval | None = None
     by: str = ""
 
 

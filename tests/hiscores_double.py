@@ -15,16 +15,18 @@ NOT_FOUND = (DATA / "not_found.html").read_bytes()
 
 
 class ScriptedHiscores:
-    def __init__(self, *answers: tuple[int, bytes, str]) -> None:
+    def __init__(self, *answers: tuple) -> None:
+        """Each answer: (status, body, content type[, extra headers])."""
         self.answers = list(answers) or [(200, MID, "application/json")]
         self.requests: list[httpx.Request] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        status, body, content_type = (
+        status, body, content_type, *extra = (
             self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         )
-        return httpx.Response(status, content=body, headers={"content-type": content_type})
+        headers = {"content-type": content_type, **(extra[0] if extra else {})}
+        return httpx.Response(status, content=body, headers=headers)
 
     def client(self) -> httpx.AsyncClient:
         return new_http_client(transport=httpx.MockTransport(self))

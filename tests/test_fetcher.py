@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from services.fetcher.app import create_app
+from services.fetcher.app import create_app, retry_delay
 from services.fetcher.client import HiscoresClient
 from services.fetcher.handler import FetchHandler
 from shared import nats as natsx
@@ -33,8 +33,8 @@ def _cmd(name="Synth Mid") -> FetchRequested:
 
 async def test_first_fetch_is_observed_and_an_idle_player_produces_no_observation(js):
     handler = await _handler(js, ScriptedHiscores())
-    first = await handler.handle(_cmd())
-    second = await handler.handle(_cmd())
+    first = (await handler.handle(_cmd())).completed
+    second = (await handler.handle(_cmd())).completed
     assert (first.outcome, second.outcome) == (FetchOutcome.CHANGED, FetchOutcome.UNCHANGED)
     assert await _count(js, subjects.EVT_STREAM, subjects.observed_subject("synth_mid")) == 1
     msg = await js.get_last_msg(subjects.EVT_STREAM, subjects.observed_subject("synth_mid"))
@@ -55,7 +55,7 @@ async def test_rank_drift_alone_is_not_a_change_but_xp_is(js):
         (200, json.dumps(gained).encode(), "application/json"),
     )
     handler = await _handler(js, hiscores)
-    outcomes = [(await handler.handle(_cmd())).outcome for _ in range(3)]
+    outcomes = [(await handler.handle(_cmd())).completed.outcome for _ in range(3)]
     assert outcomes == [FetchOutcome.CHANGED, FetchOutcome.UNCHANGED, FetchOutcome.CHANGED]
     assert await _count(js, subjects.EVT_STREAM, subjects.observed_subject("synth_mid")) == 2
 
@@ -72,8 +72,16 @@ async def test_rank_drift_alone_is_not_a_change_but_xp_is(js):
 )
 async def test_failures_publish_a_status_and_no_observation(js, answer, outcome):
     handler = await _handler(js, ScriptedHiscores(answer))
-    completed = await handler.handle(_cmd())
+    completed = (await handler.handle(_cmd())).completed
     assert completed.outcome is outcome and completed.detail
+
+
+async def test_a_429_passes_its_retry_after_on_to_the_redelivery_delay(js):
+    handler = await _handler(js, ScriptedHiscores((429, b"", "text/plain", {"Retry-After": "42"})))
+    fetched = await handler.handle(_cmd())
+    assert fetched.retry_after == 42.0
+    assert retry_delay(1, fetched.retry_after) == 42.0
+    assert retry_delay(1) == 5.0 and retry_delay(3) == 45.0 and retry_delay(20) == 600.0
     assert await _count(js, subjects.EVT_STREAM, subjects.observed_subject("synth_mid")) == 0
     assert await _count(js, subjects.STATUS_STREAM, subjects.status_subject("synth_mid")) == 1
 

@@ -126,3 +126,17 @@ async def test_a_scheduler_that_takes_over_a_stale_lease_owes_the_current_slots(
     assert [(c.player_key, c.slot) for c in await commands(js)] == [
         ("epsilon", slot_at("epsilon", 3600, now))
     ]
+
+
+async def test_a_bad_player_event_is_skipped_and_the_schedule_still_starts(js):
+    await js.publish(
+        subjects.PLAYER_TRACKED,
+        b'{"player_key": "x", "display_name": "x", "interval_s": 0, "by": "t"}',
+        stream=subjects.EVT_STREAM,
+    )
+    await js.publish(subjects.PLAYER_UPDATED, b"\xff", stream=subjects.EVT_STREAM)
+    await track(js, "zeta", 60)
+    await js.publish(subjects.PLAYER_UNTRACKED, b"{}", stream=subjects.EVT_STREAM)
+    async with asyncio.timeout(5):
+        s = await scheduler(js, "robust")
+    assert set(s.schedule.players) == {"zeta"}

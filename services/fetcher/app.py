@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> FastStream:
             await msg.ack()
             return
         try:
-            completed = await state["handler"].handle(cmd)
+            fetched = await state["handler"].handle(cmd)
         except Exception as exc:  # a bug or NATS trouble: never drop the command
             log.exception("fetch_failed player_key=%s attempt=%d", cmd.player_key, attempt)
             if attempt >= MAX_ATTEMPTS:
@@ -78,8 +78,8 @@ def create_app(settings: Settings) -> FastStream:
             else:
                 await msg.nack(delay=retry_delay(attempt))
             return
-        if completed.outcome in RETRYABLE and attempt < MAX_ATTEMPTS:
-            await msg.nack(delay=retry_delay(attempt))
+        if fetched.completed.outcome in RETRYABLE and attempt < MAX_ATTEMPTS:
+            await msg.nack(delay=retry_delay(attempt, fetched.retry_after))
         else:
             await msg.ack()
 

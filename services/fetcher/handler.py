@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -20,13 +21,18 @@ log = logging.getLogger("osrs.fetcher")
 RETRYABLE = frozenset({FetchOutcome.UNAVAILABLE, FetchOutcome.RATE_LIMITED})
 
 
+class Fetched(msgspec.Struct, frozen=True):
+    completed: FetchCompleted
+    retry_after: float | None = None  # what the hiscores asked for with a 429
+
+
 class FetchHandler:
     def __init__(self, hiscores: HiscoresClient, js: JetStreamContext, hashes: KeyValue) -> None:
         self.hiscores = hiscores
         self.js = js
         self.hashes = hashes
 
-    async def handle(self, cmd: FetchRequested) -> FetchCompleted:
+    async def handle(self, cmd: FetchRequested) -> Fetched:
         answer = await self.hiscores.lookup(cmd.display_name, cmd.mode)
         observed_at = utcnow()
         if answer.hiscores is None:
@@ -51,7 +57,7 @@ class FetchHandler:
             completed.http_status,
             completed.detail,
         )
-        return completed
+        return Fetched(completed, answer.retry_after)
 
     async def _observe(self, cmd: FetchRequested, answer: HiscoresAnswer, observed_at) -> bool:
         """Publish the observation when its hash differs from the last one seen; True if it did."""
@@ -75,12 +81,13 @@ class FetchHandler:
             activities=hiscores.activities,
         )
         # Publish first, then move the hash: a crash in between redelivers the command, and the
-        # message id `<key>:<hash>` lets JetStream drop the second copy.
+        # message id `<key>:<mode>:<hash>` lets JetStream drop the second copy. (The mode is in
+        # it because an iron account shows the same payload on two boards.)
         await natsx.publish(
             self.js,
             subjects.observed_subject(cmd.player_key),
             observed,
-            msg_id=f"{cmd.player_key}:{digest}",
+            msg_id=f"{cmd.player_key}:{cmd.mode}:{digest}",
             stream=subjects.EVT_STREAM,
         )
         try:

@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-import msgspec
 from faststream import FastStream
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -83,10 +82,16 @@ async def follow(
     async def handle(msg: Msg) -> None:
         try:
             on_msg(msg)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            log.warning("skipped_message subject=%s reason=%s", msg.subject, exc)
-        if msg.metadata.num_pending == 0:
-            caught_up.set()
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the schedule
+            log.warning(
+                "skipped_message subject=%s seq=%s reason=%r",
+                msg.subject,
+                msg.metadata.sequence.stream,
+                exc,
+            )
+        finally:
+            if msg.metadata.num_pending == 0:
+                caught_up.set()
 
     sub = await js.subscribe(subject, cb=handle, ordered_consumer=True, deliver_policy=policy)
     if (await sub.consumer_info()).num_pending == 0:
