@@ -76,10 +76,15 @@ def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
     return [
         KeyValueConfig(bucket=subjects.FETCH_HASHES_BUCKET, history=1, storage=StorageType.FILE),
         KeyValueConfig(bucket=subjects.SCHEDULER_LEASE_BUCKET, history=1, ttl=10.0),
-        KeyValueConfig(
-            bucket=subjects.REFRESH_COOLDOWN_BUCKET, history=1, ttl=float(settings.refresh_cooldown)
-        ),
     ]
+
+
+def cooldown_bucket(settings: Settings) -> KeyValueConfig:
+    """The API's refresh cooldowns: an entry lives as long as the cooldown. Declared by the API
+    alone, so another service's settings never change its TTL."""
+    return KeyValueConfig(
+        bucket=subjects.REFRESH_COOLDOWN_BUCKET, history=1, ttl=float(settings.refresh_cooldown)
+    )
 
 
 async def connect(settings: Settings, name: str) -> Client:
@@ -102,18 +107,20 @@ async def declare(js: JetStreamContext, settings: Settings) -> None:
             # Exists with another configuration (e.g. an older release): bring it up to date.
             await js.update_stream(config)
     for bucket in bucket_configs(settings):
-        try:
-            await js.create_key_value(bucket)
-        except BadRequestError:
-            info = await js.stream_info(f"KV_{bucket.bucket}")
-            wanted_ttl = bucket.ttl or 0
-            if abs((info.config.max_age or 0) - wanted_ttl) > 0.001:
-                info.config.max_age = wanted_ttl
-                await js.update_stream(info.config)
+        await declare_bucket(js, bucket)
 
 
-async def key_value(js: JetStreamContext, bucket: str) -> KeyValue:
-    return await js.key_value(bucket)
+async def declare_bucket(js: JetStreamContext, bucket: KeyValueConfig) -> KeyValue:
+    """Create a KV bucket, or bring an existing one's TTL to the one configured."""
+    try:
+        return await js.create_key_value(bucket)
+    except BadRequestError:
+        info = await js.stream_info(f"KV_{bucket.bucket}")
+        wanted_ttl = bucket.ttl or 0
+        if abs((info.config.max_age or 0) - wanted_ttl) > 0.001:
+            info.config.max_age = wanted_ttl
+            await js.update_stream(info.config)
+        return await js.key_value(bucket.bucket)
 
 
 async def publish(
@@ -129,9 +136,10 @@ async def dead_letter(js: JetStreamContext, service: str, msg: Msg, reason: str)
     and its original headers, so nothing is lost and the consumer moves on."""
     meta = msg.metadata
     headers = dict(msg.headers or {})
-    headers.pop("Nats-Msg-Id", None)
     headers.update(
         {
+            # One copy per original message, however often a failing batch is retried.
+            "Nats-Msg-Id": f"dead:{service}:{meta.stream}:{meta.sequence.stream}",
             "Osrs-Dead-Reason": reason[:1000].replace("\r", " ").replace("\n", " "),
             "Osrs-Original-Subject": msg.subject,
             "Osrs-Original-Stream": meta.stream,

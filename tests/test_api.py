@@ -91,7 +91,14 @@ async def test_login_with_the_oauth2_password_form(client):
 
 
 async def test_malformed_login_bodies_get_400(client):
-    for content in [b"{", b'{"username": 1}', b"[]"]:
+    for content in [
+        b"{",
+        b'{"username": 1}',
+        b"[]",
+        b'{"username": "a\\u0000b", "password": "x"}',
+        b'{"username": "", "password": "x"}',
+        b'{"username": "admin"}',
+    ]:
         response = await client.post(
             "/v1/auth/token", content=content, headers={"content-type": "application/json"}
         )
@@ -197,6 +204,9 @@ async def test_list_players_pages_with_a_cursor(client, auth, database_url):
     last = (await client.get("/v1/players?limit=2&cursor=p3", headers=auth)).json()
     assert [p["key"] for p in last["items"]] == ["p4"] and last["next_cursor"] is None
     assert (await client.get("/v1/players?limit=0", headers=auth)).status_code == 400
+    for cursor in ("%00", "a%00b", "x" * 13, "Bad!"):
+        response = await client.get(f"/v1/players?cursor={cursor}", headers=auth)
+        assert response.status_code == 400, cursor
     assert (await client.get("/v1/players?status=bogus", headers=auth)).status_code == 400
     pending = (await client.get("/v1/players?status=pending", headers=auth)).json()
     assert len(pending["items"]) == 5

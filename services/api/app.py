@@ -17,7 +17,7 @@ from services.api import queries
 from services.api.auth import create_auth, ensure_admin, issue_token
 from services.api.players import PlayersController
 from services.api.schemas import Health
-from shared import db, logs, subjects
+from shared import db, logs
 from shared import nats as natsx
 from shared.serving import serve_asgi
 from shared.settings import Settings, get_settings
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.update(
             nc=nc,
             js=js,
-            cooldowns=await js.key_value(subjects.REFRESH_COOLDOWN_BUCKET),
+            cooldowns=await natsx.declare_bucket(js, natsx.cooldown_bucket(settings)),
         )
         await ensure_admin(pool, settings)
         log.info("api_ready host=%s port=%s", settings.api_host, settings.api_port)

@@ -71,9 +71,8 @@ async def _credentials(request: Request) -> TokenRequest:
             or "multipart/form-data" in content_type
         ):
             form = await request.form()
-            return TokenRequest(
-                username=str(form.get("username", "")), password=str(form.get("password", ""))
-            )
+            fields = {"username": form.get("username", ""), "password": form.get("password", "")}
+            return msgspec.convert(fields, TokenRequest)
         return msgspec.json.decode(await request.body(), type=TokenRequest)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ValidationException(f"expected {{username, password}}: {exc}") from None
@@ -88,8 +87,6 @@ async def _credentials(request: Request) -> TokenRequest:
 )
 async def issue_token(request: Request, state: State) -> TokenResponse:
     creds = await _credentials(request)
-    if not creds.username or not creds.password:
-        raise ValidationException("username and password are required")
     async with state.pool.connection() as conn:
         row = await (await conn.execute(queries.USER_BY_NAME, (creds.username,))).fetchone()
     stored = row[1] if row else DUMMY_HASH

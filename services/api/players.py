@@ -6,6 +6,7 @@ import math
 import time
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
@@ -55,26 +56,21 @@ class PlayersController(Controller):
     )
     async def track(
         self, data: JSONBody[TrackPlayer], request: Request, state: State
-    ) -> Response[PlayerDetail]:
+    ) -> PlayerDetail:
         try:
             display_name = validate_name(data.name)
         except InvalidPlayerName as exc:
             raise ValidationException(str(exc)) from None
         key = player_key(display_name)
-        settings = state.settings
-        interval_s = data.interval_s or settings.fetch_interval
+        interval_s = data.interval_s or state.settings.fetch_interval
         if data.interval_s is not None and not MIN_INTERVAL_S <= data.interval_s <= MAX_INTERVAL_S:
             raise ValidationException(
                 f"interval_s must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} seconds"
             )
         current = await self._detail(state, key)
-        if (
-            current
-            and current.status != "untracked"
-            and current.mode == data.mode
-            and current.interval_s == interval_s
-        ):
-            return Response(current, status_code=200)  # already tracked as asked: nothing to do
+        tracked = current is not None and current.status != "untracked"
+        if tracked and (current.mode, current.interval_s) == (data.mode, interval_s):
+            return current  # already tracked as asked: nothing to publish
         event = PlayerTracked(
             player_key=key,
             display_name=display_name,
@@ -87,7 +83,15 @@ class PlayersController(Controller):
         )
         # Inside the refresh cooldown the player was fetched moments ago: the schedule takes over.
         await self._request_fetch(state, key, display_name, data.mode)
-        planned = current or PlayerDetail(
+        if current is not None:  # a change, or tracked again: its history is kept
+            return msgspec.structs.replace(
+                current,
+                mode=data.mode,
+                interval_s=interval_s,
+                status=current.status if tracked else "pending",
+                tracked_at=current.tracked_at if tracked else event.at,
+            )
+        return PlayerDetail(
             key=key,
             display_name=display_name,
             mode=data.mode,
@@ -104,14 +108,20 @@ class PlayersController(Controller):
             skills={},
             activities={},
         )
-        return Response(planned, status_code=HTTP_202_ACCEPTED)
 
     @get("/", summary="List players, by key, with cursor pagination")
     async def list_players(
         self,
         state: State,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        cursor: Annotated[str, QueryParameter(description="next_cursor of the previous page")] = "",
+        cursor: Annotated[
+            str,
+            QueryParameter(
+                description="next_cursor of the previous page",
+                max_length=12,
+                pattern=r"^[a-z0-9_]*$",
+            ),
+        ] = "",
         status: Annotated[
             str | None, QueryParameter(description=f"one of {', '.join(STATUSES)}")
         ] = None,
@@ -183,13 +193,17 @@ class PlayersController(Controller):
         cmd = FetchRequested(
             player_key=key, display_name=display_name, mode=mode, reason=FetchReason.MANUAL
         )
-        await natsx.publish(
-            state.js,
-            subjects.fetch_subject(key),
-            cmd,
-            msg_id=f"{key}:manual:{cmd.id}",
-            stream=subjects.CMD_STREAM,
-        )
+        try:
+            await natsx.publish(
+                state.js,
+                subjects.fetch_subject(key),
+                cmd,
+                msg_id=f"{key}:manual:{cmd.id}",
+                stream=subjects.CMD_STREAM,
+            )
+        except Exception:
+            await state.cooldowns.delete(key)  # no fetch was queued: no cooldown either
+            raise
         return 0
 
     async def _detail(self, state: State, key: str) -> PlayerDetail | None:

@@ -2,7 +2,7 @@
 
 _STATUS = """
 CASE WHEN NOT p.tracked THEN 'untracked'
-     WHEN s.outcome IS NULL THEN 'pending'
+     WHEN s.outcome IS NULL AND p.latest_observation_id IS NULL THEN 'pending'
      WHEN s.outcome = 'not_found' THEN 'not_found'
      ELSE 'active' END
 """

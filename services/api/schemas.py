@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
 from shared.modes import GameMode
 
+# Printable text only: Postgres refuses NUL in text, and no name needs a control character.
+Username = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    password: str
+    username: Username
+    password: Password
 
 
 class TokenResponse(msgspec.Struct):
