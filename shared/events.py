@@ -116,6 +116,32 @@ class PlayerUpdated(Message, frozen=True, kw_only=True):
 
 PlayerEvent = PlayerTracked | PlayerUntracked | PlayerUpdated
 
+
+# Progress events, derived by the projector for outside subscribers (OSRS_PROGRESS).
+
+
+class PlayerProgressed(Message, frozen=True, kw_only=True):
+    """What changed between two observations: metric key -> gain in xp or score."""
+
+    player_key: str
+    since: datetime
+    until: datetime
+    gains: dict[str, int]
+
+
+class LevelUp(Message, frozen=True, kw_only=True):
+    player_key: str
+    skill: str
+    from_level: int = msgspec.field(name="from")
+    to_level: int = msgspec.field(name="to")
+
+
+class MilestoneReached(Message, frozen=True, kw_only=True):
+    player_key: str
+    metric: str
+    threshold: int
+
+
 _encoder = msgspec.json.Encoder()
 
 

@@ -53,7 +53,9 @@ def create_app(settings: Settings) -> FastStream:
         stream=JStream(subjects.CMD_STREAM, declare=False),
         durable=subjects.FETCHER_CONSUMER,
         pull_sub=PullSub(batch_size=CONCURRENCY, timeout=1.0),
-        config=ConsumerConfig(ack_wait=60, max_deliver=-1),
+        # A command whose fetcher died is redelivered after 30 s, then later and later; the
+        # handler dead-letters one that failed MAX_ATTEMPTS times, before the server gives up.
+        config=ConsumerConfig(max_deliver=MAX_ATTEMPTS + 4, backoff=[30, 60, 120, 300, 600]),
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         max_workers=CONCURRENCY,

@@ -1,0 +1,87 @@
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from shared import subjects
+from shared.events import (
+    ActivityEntry,
+    FetchCompleted,
+    FetchOutcome,
+    FetchRequested,
+    HiscoreObserved,
+    LevelUp,
+    MilestoneReached,
+    PlayerProgressed,
+    PlayerTracked,
+    PlayerUntracked,
+    PlayerUpdated,
+    SkillEntry,
+    UnknownSubject,
+    decode,
+    decode_on,
+    encode,
+)
+
+NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
+EXAMPLES = [
+    FetchRequested(player_key="zezima", display_name="Zezima", slot=7),
+    HiscoreObserved(
+        player_key="zezima",
+        display_name="Zezima",
+        mode="ironman",
+        observed_at=NOW,
+        hash="ab" * 16,
+        skills=(SkillEntry("Overall", 1, 2277, 4_600_000_000),),
+        activities=(ActivityEntry("Zulrah", -1, -1),),
+    ),
+    FetchCompleted(
+        player_key="zezima",
+        mode="regular",
+        outcome=FetchOutcome.NOT_FOUND,
+        http_status=404,
+        detail="not on this hiscores board",
+    ),
+    PlayerTracked(player_key="zezima", display_name="Zezima", interval_s=3600, by="admin"),
+    PlayerUntracked(player_key="zezima", by="admin"),
+    PlayerUpdated(player_key="zezima", interval_s=600),
+    PlayerProgressed(player_key="zezima", since=NOW, until=NOW, gains={"attack": 1200}),
+    LevelUp(player_key="zezima", skill="attack", from_level=98, to_level=99),
+    MilestoneReached(player_key="zezima", metric="zulrah", threshold=1000),
+]
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_events_round_trip_and_are_versioned_and_immutable(event):
+    assert decode(encode(event), type(event)) == event
+    assert event.v == 1 and len(event.id) == 32 and event.at.tzinfo is not None
+    with pytest.raises(AttributeError):
+        event.player_key = "someone else"
+
+
+def test_64_bit_xp_survives_the_wire():
+    observed = EXAMPLES[1]
+    assert decode(encode(observed), HiscoreObserved).skills[0].xp == 4_600_000_000
+
+
+def test_messages_decode_by_the_subject_they_arrive_on():
+    tracked = EXAMPLES[3]
+    assert decode_on(subjects.PLAYER_TRACKED, encode(tracked)) == tracked
+    assert isinstance(
+        decode_on(subjects.status_subject("zezima"), encode(EXAMPLES[2])), FetchCompleted
+    )
+    with pytest.raises(UnknownSubject):
+        decode_on("osrs.evt.player.renamed", encode(tracked))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"player_key": "x", "display_name": "x", "interval_s": 0, "by": "t"}',
+        b'{"player_key": "x"}',
+        b"not json",
+    ],
+)
+def test_invalid_player_events_are_refused(raw):
+    with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)):
+        decode(raw, PlayerTracked)
