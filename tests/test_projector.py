@@ -5,6 +5,7 @@ import json
 from datetime import UTC, datetime
 
 import psycopg
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from services.fetcher.hiscores import parse_json, payload_hash
@@ -279,3 +280,28 @@ async def test_a_projector_that_loses_its_lock_stops(js, settings, database_url)
             await asyncio.sleep(0.05)
     rows(database_url, f"SELECT pg_terminate_backend(pid) FROM ({holder}) AS h")
     await asyncio.wait_for(task, 15)  # it stopped by itself
+
+
+async def test_an_event_that_cannot_be_applied_is_dead_lettered_on_the_careful_retry(
+    js, database_url
+):
+    broken = json.loads(MID)
+    broken["skills"][1]["level"] = 40_000  # beyond smallint: Postgres refuses the row
+    await publish_history(js, observed(payload=json.dumps(broken).encode(), at=AT.replace(hour=14)))
+    await _track_players(js, ["after"])
+    dead: list = []
+    projector, pool = await projector_for(database_url, dead)
+    try:
+        msgs = await fetch_all(js, subjects.EVT_STREAM, "osrs.evt.>")
+        with pytest.raises(psycopg.DataError):
+            await projector.apply_batch(subjects.EVT_STREAM, msgs)
+        assert _tracked(database_url) == []  # the whole batch rolled back
+        assert await projector.apply_batch(subjects.EVT_STREAM, msgs, careful=True) == 3
+    finally:
+        await pool.close()
+    assert [(s, "cannot apply" in r) for s, r in dead] == [
+        ("osrs.evt.hiscore.observed.synth_mid", True)
+    ]
+    assert _tracked(database_url) == ["after", "synth_mid"]
+    assert rows(database_url, "SELECT count(*) FROM observations") == [(1,)]
+    assert rows(database_url, "SELECT last_seq FROM projector_checkpoints") == [(4,)]

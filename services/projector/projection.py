@@ -91,6 +91,8 @@ class Projector:
                         raise  # the database is away: retry the whole batch later
                     except Exception as exc:  # noqa: BLE001 - this event can never be applied
                         await self.dead_letter(msg, f"cannot apply: {exc!r}")
+                        last_seq = seq
+                        continue
                 else:
                     await self.apply(conn, event, seq)
                 last_seq = seq
