@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
 
 from services.fetcher.client import new_http_client
+from shared.xp import level
 
 DATA = Path(__file__).parent / "data"
 MID = (DATA / "synthetic_mid.index_lite.json").read_bytes()
@@ -30,3 +32,23 @@ class ScriptedHiscores:
 
     def client(self) -> httpx.AsyncClient:
         return new_http_client(transport=httpx.MockTransport(self))
+
+
+def with_gain(payload: bytes, gains: dict[str, int]) -> bytes:
+    """The payload after a player gained xp (skills) or score (activities), Overall kept
+    consistent: what the hiscores would show next."""
+    data = json.loads(payload)
+    skills = {s["name"]: s for s in data["skills"]}
+    activities = {a["name"]: a for a in data["activities"]}
+    for name, amount in gains.items():
+        if name in skills:
+            skill = skills[name]
+            skill["xp"] = max(skill["xp"], 0) + amount
+            skill["level"] = level(skill["xp"])
+        else:
+            activities[name]["score"] = max(activities[name]["score"], 0) + amount
+    overall = skills["Overall"]
+    others = [s for name, s in skills.items() if name != "Overall"]
+    overall["xp"] = sum(max(s["xp"], 0) for s in others)
+    overall["level"] = sum(s["level"] for s in others)
+    return json.dumps(data).encode()

@@ -12,7 +12,7 @@ from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchCompleted, FetchOutcome, FetchRequested, HiscoreObserved, decode
 from shared.settings import Settings
-from tests.hiscores_double import MID, NOT_FOUND, OUTAGE, ScriptedHiscores
+from tests.hiscores_double import MID, NOT_FOUND, OUTAGE, ScriptedHiscores, with_gain
 
 
 async def _handler(js, hiscores: ScriptedHiscores) -> FetchHandler:
@@ -47,8 +47,7 @@ async def test_first_fetch_is_observed_and_an_idle_player_produces_no_observatio
 async def test_rank_drift_alone_is_not_a_change_but_xp_is(js):
     drifted = json.loads(MID)
     drifted["skills"][3]["rank"] += 50
-    gained = json.loads(MID)
-    gained["skills"][3]["xp"] += 500
+    gained = json.loads(with_gain(MID, {"Strength": 500}))
     hiscores = ScriptedHiscores(
         (200, MID, "application/json"),
         (200, json.dumps(drifted).encode(), "application/json"),

@@ -1,12 +1,20 @@
 import json
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 
 from services.fetcher.client import classify
-from services.fetcher.hiscores import MalformedHiscores, parse_json, payload_hash
+from services.fetcher.hiscores import (
+    MalformedHiscores,
+    NotHiscoresData,
+    parse_csv,
+    parse_json,
+    payload_hash,
+)
 from shared.events import FetchOutcome
+from tests.hiscores_double import with_gain
 
 DATA = Path(__file__).parent / "data"
 MID = (DATA / "synthetic_mid.index_lite.json").read_bytes()
@@ -80,10 +88,8 @@ def test_hash_ignores_ranks_but_not_xp_or_scores():
     reranked = json.loads(MID)
     for entry in reranked["skills"] + reranked["activities"]:
         entry["rank"] = entry["rank"] + 1000 if entry["rank"] > 0 else entry["rank"]
-    more_xp = json.loads(MID)
-    more_xp["skills"][1]["xp"] += 1
-    more_score = json.loads(MID)
-    more_score["activities"][-1]["score"] += 1
+    more_xp = json.loads(with_gain(MID, {"Attack": 1}))
+    more_score = json.loads(with_gain(MID, {"Zulrah": 1}))
 
     def h(payload):
         parsed = parse_json(json.dumps(payload).encode())
@@ -110,3 +116,71 @@ def test_classify_outcomes():
     assert classify(_response(503, b"")).outcome is FetchOutcome.UNAVAILABLE
     invalid = classify(_response(200, b'{"skills": []}'))
     assert invalid.outcome is FetchOutcome.INVALID and invalid.detail
+
+
+@pytest.mark.parametrize("sample", ["synthetic_mid", "synthetic_low_unranked"])
+def test_the_csv_and_the_json_of_one_payload_parse_alike(sample):
+    from_json = parse_json((DATA / f"{sample}.index_lite.json").read_bytes())
+    from_csv = parse_csv((DATA / f"{sample}.index_lite.ws").read_bytes())
+    assert from_csv.skills == from_json.skills
+    assert from_csv.activities == from_json.activities
+
+
+def test_golden_values_of_the_samples():
+    mid = parse_json(MID)
+    by_name = {s.name: s for s in mid.skills}
+    assert (by_name["Attack"].rank, by_name["Attack"].level, by_name["Attack"].xp) == (
+        612904,
+        82,
+        2514336,
+    )
+    low = parse_json(LOW)
+    overall = low.skills[0]
+    assert (overall.level, overall.xp) == (1311, 9495429)
+    assert sum(1 for s in low.skills if s.rank == -1) > 0
+
+
+def test_a_new_boss_mid_list_breaks_the_csv_layout_but_not_the_json():
+    lines = (DATA / "synthetic_mid.index_lite.ws").read_text().splitlines()
+    lines.insert(25 + 60, "12,3")
+    with pytest.raises(MalformedHiscores, match="layout changed: 117 CSV lines"):
+        parse_csv("\n".join(lines).encode())
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (lambda p: p["skills"][1].update(xp=200_000_001, level=99), "Attack: xp 200000001 above"),
+        (lambda p: p["skills"][1].update(level=100), "Attack: level 100 outside 1-99"),
+        (lambda p: p["skills"][1].update(level=50), "Attack: level 50 does not match"),
+        (lambda p: p["skills"][0].update(xp=p["skills"][0]["xp"] + 5), "Overall (level 1751, xp"),
+        (lambda p: p["skills"][0].update(level=1700), "is not the sum of the skills"),
+        (lambda p: p["skills"][2].update(rank=-5), "Defence: rank -5"),
+        (lambda p: p["skills"][2].update(xp=-7), "Defence: xp -7 is negative"),
+        (lambda p: p["activities"][9].update(score=-2), "score -2 is negative"),
+        (lambda p: p["activities"].pop(40), "known activity entries missing"),
+        (lambda p: p["skills"].append(dict(p["skills"][3])), "skill names appear twice: Strength"),
+    ],
+)
+def test_impossible_values_are_refused_with_a_precise_detail(change, detail):
+    payload = json.loads(MID)
+    change(payload)
+    with pytest.raises(MalformedHiscores, match=re.escape(detail)):
+        parse_json(json.dumps(payload).encode())
+
+
+def test_unranked_skills_may_leave_overall_above_the_shown_sums_but_not_beyond_them():
+    payload = json.loads(LOW)
+    payload["skills"][0]["level"] = 2376 + 1
+    with pytest.raises(MalformedHiscores, match="Overall level 2377 cannot hold"):
+        parse_json(json.dumps(payload).encode())
+
+
+def test_truncated_json_is_not_data_and_a_truncated_csv_is_a_layout_problem():
+    with pytest.raises(NotHiscoresData):
+        parse_json(MID[: len(MID) // 2])
+    csv = (DATA / "synthetic_mid.index_lite.ws").read_bytes()
+    with pytest.raises(MalformedHiscores):
+        parse_csv(csv[: len(csv) // 2])
+    with pytest.raises(NotHiscoresData):
+        parse_csv((DATA / "outage_200.html").read_bytes())

@@ -4,6 +4,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
+import msgspec
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -20,7 +21,7 @@ from shared.events import (
     PlayerTracked,
     PlayerUntracked,
 )
-from tests.hiscores_double import MID
+from tests.hiscores_double import MID, with_gain
 
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
@@ -80,9 +81,8 @@ def rows(database_url, query, *args):
 
 
 async def test_events_build_the_player_and_a_compact_observation(js, database_url):
-    new_boss = json.loads(MID)
+    new_boss = json.loads(with_gain(MID, {"Attack": 1000}))
     new_boss["activities"].insert(50, {"id": 50, "name": "Brand New Boss", "rank": 9, "score": 3})
-    new_boss["skills"][1]["xp"] += 1000
     later = observed(payload=json.dumps(new_boss).encode(), at=AT.replace(hour=13))
     await publish_history(js, later)
     dead: list = []
@@ -98,7 +98,7 @@ async def test_events_build_the_player_and_a_compact_observation(js, database_ur
         "SELECT display_name, tracked, overall_xp, total_level,"
         " combat_level, last_changed_at FROM players",
     )
-    assert player[:4] == ("Synth Mid", True, 32968809, 1751)
+    assert player[:4] == ("Synth Mid", True, 32968809 + 1000, 1751)
     assert player[5] == later.observed_at
     assert rows(database_url, "SELECT count(*) FROM observations") == [(2,)]
     assert rows(database_url, "SELECT kind FROM metrics WHERE key = 'brand_new_boss'") == [
@@ -285,9 +285,12 @@ async def test_a_projector_that_loses_its_lock_stops(js, settings, database_url)
 async def test_an_event_that_cannot_be_applied_is_dead_lettered_on_the_careful_retry(
     js, database_url
 ):
-    broken = json.loads(MID)
-    broken["skills"][1]["level"] = 40_000  # beyond smallint: Postgres refuses the row
-    await publish_history(js, observed(payload=json.dumps(broken).encode(), at=AT.replace(hour=14)))
+    good = observed(at=AT.replace(hour=14))
+    attack = msgspec.structs.replace(good.skills[1], level=40_000)  # beyond smallint
+    broken = msgspec.structs.replace(
+        good, hash="f" * 32, skills=(good.skills[0], attack, *good.skills[2:])
+    )
+    await publish_history(js, broken)
     await _track_players(js, ["after"])
     dead: list = []
     projector, pool = await projector_for(database_url, dead)
