@@ -80,12 +80,17 @@ class HiscoreObserved(Message, frozen=True, kw_only=True):
     activities: tuple[ActivityEntry, ...]
 
 
+# After this many `not_found` in a row a player counts as unranked: kept, checked daily.
+UNRANKED_AFTER = 3
+
+
 class FetchCompleted(Message, frozen=True, kw_only=True):
     player_key: str
     mode: GameMode
     outcome: FetchOutcome
     http_status: int | None = None
     detail: str = ""
+    not_found_streak: int = 0  # consecutive not_found answers, this one included
 
 
 Interval = Annotated[int, msgspec.Meta(gt=0)]

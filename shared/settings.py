@@ -30,6 +30,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_cooldown: int = 60
     access_token_ttl: int = 900
     log_level: str = "INFO"
+    fetch_rate: float = 4.0
+    fetch_concurrency: int = 8
+    hiscores_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             refresh_cooldown=_int(env, "OSRS_REFRESH_COOLDOWN", d.refresh_cooldown, minimum=1),
             access_token_ttl=_int(env, "OSRS_ACCESS_TOKEN_TTL", d.access_token_ttl, minimum=1),
             log_level=(env.get("OSRS_LOG_LEVEL") or d.log_level).upper(),
+            fetch_rate=_float(env, "OSRS_FETCH_RATE", d.fetch_rate),
+            fetch_concurrency=_int(env, "OSRS_FETCH_CONCURRENCY", d.fetch_concurrency, minimum=1),
+            hiscores_timeout=_float(env, "OSRS_HISCORES_TIMEOUT", d.hiscores_timeout),
         )
 
     def signing_secret(self) -> str:
@@ -88,4 +94,17 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be above 0, got {value}")
     return value

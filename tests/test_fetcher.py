@@ -8,16 +8,25 @@ import pytest
 from services.fetcher.app import create_app, retry_delay
 from services.fetcher.client import HiscoresClient
 from services.fetcher.handler import FetchHandler
+from services.fetcher.resilience import CircuitBreaker, RetryPolicy
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchCompleted, FetchOutcome, FetchRequested, HiscoreObserved, decode
 from shared.settings import Settings
 from tests.hiscores_double import MID, NOT_FOUND, OUTAGE, ScriptedHiscores, with_gain
 
+FAST = RetryPolicy(base_delay_s=0.01, max_delay_s=0.05, confirm_404_s=0.01)
 
-async def _handler(js, hiscores: ScriptedHiscores) -> FetchHandler:
+
+def fast_breaker() -> CircuitBreaker:
+    return CircuitBreaker(cooldown_s=0.2, max_cooldown_s=0.5)
+
+
+async def _handler(js, hiscores: ScriptedHiscores, **kwargs) -> FetchHandler:
     kv = await js.key_value(subjects.FETCH_HASHES_BUCKET)
-    return FetchHandler(HiscoresClient("http://hiscores", hiscores.client()), js, kv)
+    kwargs.setdefault("policy", FAST)
+    kwargs.setdefault("breaker", fast_breaker())
+    return FetchHandler(HiscoresClient("http://hiscores", hiscores.client(), **kwargs), js, kv)
 
 
 async def _count(js, stream: str, subject: str) -> int:
@@ -96,7 +105,7 @@ async def test_the_request_uses_the_official_path_and_a_user_agent(js):
 
 
 async def _run_fetcher(settings: Settings, until, timeout: float = 15.0):
-    app = create_app(settings)
+    app = create_app(settings, policy=FAST, breaker=fast_breaker())
     task = asyncio.create_task(app.run())
     try:
         async with asyncio.timeout(timeout):
@@ -168,3 +177,12 @@ async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(
 
     await _run_fetcher(settings, handled_twice)
     assert calls[:2] == ["nobody", "nobody"]
+
+
+async def test_consecutive_not_found_answers_are_counted_and_reset_by_data(js):
+    hiscores = ScriptedHiscores(
+        *[(404, NOT_FOUND, "text/html")] * 6, (200, MID, "application/json")
+    )
+    handler = await _handler(js, hiscores)
+    streaks = [(await handler.handle(_cmd())).completed.not_found_streak for _ in range(4)]
+    assert streaks == [1, 2, 3, 0]

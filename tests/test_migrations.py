@@ -19,7 +19,15 @@ EXPECTED = {
         "total_level",
         "combat_level",
     },
-    "fetch_status": {"player_key", "mode", "fetched_at", "outcome", "http_status", "detail"},
+    "fetch_status": {
+        "player_key",
+        "mode",
+        "fetched_at",
+        "outcome",
+        "http_status",
+        "detail",
+        "not_found_streak",
+    },
     "observations": {
         "id",
         "player_key",

@@ -140,3 +140,25 @@ async def test_a_bad_player_event_is_skipped_and_the_schedule_still_starts(js):
     async with asyncio.timeout(5):
         s = await scheduler(js, "robust")
     assert set(s.schedule.players) == {"zeta"}
+
+
+async def test_an_unranked_player_is_checked_once_a_day(js):
+    await track(js, "eta", 3600)
+    gone = FetchCompleted(
+        player_key="eta",
+        mode="regular",
+        outcome=FetchOutcome.NOT_FOUND,
+        not_found_streak=3,
+        at=datetime(2025, 6, 1, tzinfo=UTC),
+    )
+    await natsx.publish(
+        js, subjects.status_subject("eta"), gone, msg_id=gone.id, stream=subjects.STATUS_STREAM
+    )
+    s = await scheduler(js, "daily")
+    assert s.unranked == {"eta"}
+    now = datetime.now(UTC).timestamp()
+    await s.lease.keep(now)
+    published = 0
+    for hour in range(24):
+        published += await s.publish_due(now + hour * 3600)
+    assert published == 1

@@ -31,7 +31,7 @@ from shared.players import InvalidPlayerName, player_key, validate_name
 
 MIN_INTERVAL_S = 60
 MAX_INTERVAL_S = 7 * 86_400
-STATUSES = ("active", "pending", "not_found", "untracked")
+STATUSES = ("active", "pending", "not_found", "unranked", "untracked")
 
 
 def _key(name: str) -> str:

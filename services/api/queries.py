@@ -1,8 +1,11 @@
 """Every SQL statement of the API, named."""
 
-_STATUS = """
+from shared.events import UNRANKED_AFTER
+
+_STATUS = f"""
 CASE WHEN NOT p.tracked THEN 'untracked'
      WHEN s.outcome IS NULL AND p.latest_observation_id IS NULL THEN 'pending'
+     WHEN s.not_found_streak >= {UNRANKED_AFTER} THEN 'unranked'
      WHEN s.outcome = 'not_found' THEN 'not_found'
      ELSE 'active' END
 """

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import msgspec
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, PullSub
 from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
 
 from services.fetcher.client import HiscoresClient, new_http_client
 from services.fetcher.handler import RETRYABLE, FetchHandler
+from services.fetcher.resilience import CircuitBreaker, RateLimiter, RetryPolicy
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchRequested, decode
@@ -20,7 +25,7 @@ from shared.settings import Settings
 log = logging.getLogger("osrs.fetcher")
 
 MAX_ATTEMPTS = 6
-CONCURRENCY = 16
+HEARTBEAT_S = 15.0  # well inside the consumer's 30 s ack wait
 
 
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
@@ -29,10 +34,40 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-def create_app(settings: Settings) -> FastStream:
+@contextlib.asynccontextmanager
+async def keep_alive(msg: Msg) -> AsyncIterator[None]:
+    """Tell JetStream the command is still being worked on, so it is not redelivered."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    policy: RetryPolicy | None = None,
+    breaker: CircuitBreaker | None = None,
+) -> FastStream:
     broker = create_broker(settings, "fetcher")
     app = FastStream(broker, logger=log)
-    http = new_http_client(max_connections=CONCURRENCY)
+    concurrency = settings.fetch_concurrency
+    http = new_http_client(max_connections=concurrency, timeout_s=settings.hiscores_timeout)
+    hiscores = HiscoresClient(
+        settings.hiscores_url,
+        http,
+        limiter=RateLimiter(settings.fetch_rate, concurrency),
+        breaker=breaker or CircuitBreaker(),
+        policy=policy,
+    )
     state: dict[str, FetchHandler] = {}
 
     @app.on_startup
@@ -41,8 +76,13 @@ def create_app(settings: Settings) -> FastStream:
         js = broker.connection.jetstream()
         await natsx.declare(js, settings)
         hashes = await js.key_value(subjects.FETCH_HASHES_BUCKET)
-        state["handler"] = FetchHandler(HiscoresClient(settings.hiscores_url, http), js, hashes)
-        log.info("fetcher_ready hiscores_url=%s", settings.hiscores_url)
+        state["handler"] = FetchHandler(hiscores, js, hashes)
+        log.info(
+            "fetcher_ready hiscores_url=%s rate=%s/s concurrency=%d",
+            settings.hiscores_url,
+            settings.fetch_rate,
+            concurrency,
+        )
 
     @app.after_shutdown
     async def close_http() -> None:
@@ -52,13 +92,13 @@ def create_app(settings: Settings) -> FastStream:
         f"{subjects.FETCH_PREFIX}.*",
         stream=JStream(subjects.CMD_STREAM, declare=False),
         durable=subjects.FETCHER_CONSUMER,
-        pull_sub=PullSub(batch_size=CONCURRENCY, timeout=1.0),
+        pull_sub=PullSub(batch_size=concurrency, timeout=1.0),
         # A command whose fetcher died is redelivered after 30 s, then later and later; the
         # handler dead-letters one that failed MAX_ATTEMPTS times, before the server gives up.
         config=ConsumerConfig(max_deliver=MAX_ATTEMPTS + 4, backoff=[30, 60, 120, 300, 600]),
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
-        max_workers=CONCURRENCY,
+        max_workers=concurrency,
     )
     async def on_fetch_requested(body: bytes, msg: NatsMessage) -> None:
         raw = msg.raw_message
@@ -71,7 +111,8 @@ def create_app(settings: Settings) -> FastStream:
             await msg.ack()
             return
         try:
-            fetched = await state["handler"].handle(cmd)
+            async with keep_alive(raw):  # a fetch may wait out the breaker or the rate limit
+                fetched = await state["handler"].handle(cmd)
         except Exception as exc:  # a bug or NATS trouble: never drop the command
             log.exception("fetch_failed player_key=%s attempt=%d", cmd.player_key, attempt)
             if attempt >= MAX_ATTEMPTS:

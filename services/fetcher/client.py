@@ -1,15 +1,29 @@
-"""The hiscores over HTTP: one pooled httpx client, outcomes instead of exceptions."""
+"""The hiscores over HTTP: one pooled httpx client, paced by the rate limiter and the circuit
+breaker, retried with backoff, answering with outcomes instead of exceptions."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import httpx
 import msgspec
 
-from services.fetcher.hiscores import Hiscores, MalformedHiscores, parse_json
+from services.fetcher.hiscores import (
+    Hiscores,
+    MalformedHiscores,
+    NotHiscoresData,
+    parse_csv,
+    parse_json,
+)
+from services.fetcher.resilience import CircuitBreaker, RateLimiter, RetryPolicy
 from shared.events import FetchOutcome
 from shared.modes import GameMode, hiscores_path
 
+log = logging.getLogger("osrs.fetcher")
+
 USER_AGENT = "osrs-diff/0.1 (progress tracker; +https://github.com/osrs-diff/osrs-diff)"
+TRANSIENT = frozenset({FetchOutcome.UNAVAILABLE, FetchOutcome.RATE_LIMITED})
 
 
 class HiscoresAnswer(msgspec.Struct, frozen=True):
@@ -20,39 +34,95 @@ class HiscoresAnswer(msgspec.Struct, frozen=True):
     detail: str = ""
     hiscores: Hiscores | None = None
     retry_after: float | None = None
+    outage: bool = False  # an outage page instead of data: trips the breaker at once
+    garbled: bool = False  # a body that is not data at all: the other format may still work
+
+    @property
+    def transient(self) -> bool:
+        return self.outcome in TRANSIENT
 
 
 def new_http_client(
-    *, max_connections: int = 16, transport: httpx.AsyncBaseTransport | None = None
+    *,
+    max_connections: int = 16,
+    timeout_s: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=transport,
-        timeout=httpx.Timeout(10.0, connect=5.0),
+        timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
         limits=httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json, text/plain"},
         follow_redirects=False,
     )
 
 
 class HiscoresClient:
-    def __init__(self, base_url: str, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        http: httpx.AsyncClient,
+        *,
+        limiter: RateLimiter | None = None,
+        breaker: CircuitBreaker | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = http
+        self.limiter = limiter or RateLimiter(rate=1000.0, concurrency=64)
+        self.breaker = breaker or CircuitBreaker()
+        self.policy = policy or RetryPolicy()
 
     async def lookup(self, display_name: str, mode: GameMode) -> HiscoresAnswer:
-        url = self.base_url + hiscores_path(mode)
+        """JSON first; a 404 asked twice; the CSV when the JSON body is garbled."""
+        answer = await self._attempts(display_name, mode, "json")
+        if answer.outcome is FetchOutcome.NOT_FOUND:
+            # Spurious 404s have been reported during outages: confirm before believing it.
+            await asyncio.sleep(self.policy.confirm_404_s)
+            answer = await self._attempts(display_name, mode, "json")
+        if answer.garbled:
+            csv = await self._attempts(display_name, mode, "csv")
+            if csv.hiscores is not None:
+                return msgspec.structs.replace(csv, detail=f"from the CSV; JSON: {answer.detail}")
+        return answer
+
+    async def _attempts(self, display_name: str, mode: GameMode, fmt: str) -> HiscoresAnswer:
+        for attempt in range(1, self.policy.attempts + 1):
+            probe = await self.breaker.acquire()
+            async with self.limiter:
+                answer = await self._request(display_name, mode, fmt)
+            await self.breaker.record(ok=not answer.transient, outage=answer.outage, probe=probe)
+            if not answer.transient or attempt == self.policy.attempts:
+                return answer
+            delay = answer.retry_after
+            if delay is None:
+                delay = self.policy.backoff(attempt)
+            elif delay > self.policy.max_retry_after_s:
+                return answer  # too long to hold the command: it is redelivered later
+            log.info(
+                "retry name=%r attempt=%d in=%.2fs because=%s",
+                display_name,
+                attempt,
+                delay,
+                answer.detail,
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _request(self, display_name: str, mode: GameMode, fmt: str) -> HiscoresAnswer:
+        url = self.base_url + hiscores_path(mode, fmt)
         try:
             response = await self.http.get(url, params={"player": display_name})
         except httpx.TimeoutException as exc:
             return HiscoresAnswer(FetchOutcome.UNAVAILABLE, None, f"timeout: {type(exc).__name__}")
         except httpx.HTTPError as exc:
             return HiscoresAnswer(FetchOutcome.UNAVAILABLE, None, f"transport error: {exc!r}"[:300])
-        return classify(response)
+        return classify(response, fmt)
 
 
-def classify(response: httpx.Response) -> HiscoresAnswer:
+def classify(response: httpx.Response, fmt: str = "json") -> HiscoresAnswer:
     """Map an HTTP answer to an outcome. The body of a 404 is never read: Jagex answers
     unknown, banned and unranked players alike with an HTML 404."""
     status = response.status_code
@@ -67,17 +137,21 @@ def classify(response: httpx.Response) -> HiscoresAnswer:
         )
     if status != 200:
         return HiscoresAnswer(FetchOutcome.UNAVAILABLE, status, f"HTTP {status} from the hiscores")
-    content_type = response.headers.get("content-type", "")
     body = response.content
-    if "html" in content_type or body.lstrip()[:1] == b"<":
+    if body.lstrip()[:1] == b"<":
         # Jagex has answered outages with an HTML page and status 200.
         return HiscoresAnswer(
-            FetchOutcome.UNAVAILABLE, status, "HTML page instead of data (outage)"
+            FetchOutcome.UNAVAILABLE, status, "HTML page instead of data (outage)", outage=True
         )
     try:
-        return HiscoresAnswer(None, status, hiscores=parse_json(body))
+        hiscores = parse_json(body) if fmt == "json" else parse_csv(body)
+    except NotHiscoresData as exc:
+        content_type = response.headers.get("content-type", "?")
+        detail = f"{fmt} body is not data ({content_type}): {exc}"[:500]
+        return HiscoresAnswer(FetchOutcome.UNAVAILABLE, status, detail, garbled=True)
     except MalformedHiscores as exc:
         return HiscoresAnswer(FetchOutcome.INVALID, status, str(exc)[:500])
+    return HiscoresAnswer(None, status, hiscores=hiscores)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -36,11 +36,18 @@ class FetchHandler:
         answer = await self.hiscores.lookup(cmd.display_name, cmd.mode)
         observed_at = utcnow()
         if answer.hiscores is None:
-            completed = self._completed(cmd, answer.outcome, answer)
+            outcome = answer.outcome
         else:
             changed = await self._observe(cmd, answer, observed_at)
             outcome = FetchOutcome.CHANGED if changed else FetchOutcome.UNCHANGED
-            completed = self._completed(cmd, outcome, answer)
+        completed = FetchCompleted(
+            player_key=cmd.player_key,
+            mode=cmd.mode,
+            outcome=outcome,
+            http_status=answer.http_status,
+            detail=answer.detail,
+            not_found_streak=await self._count_misses(cmd, outcome),
+        )
         await natsx.publish(
             self.js,
             subjects.status_subject(cmd.player_key),
@@ -100,14 +107,18 @@ class FetchHandler:
             log.info("hash_race player_key=%s mode=%s", cmd.player_key, cmd.mode)
         return True
 
-    @staticmethod
-    def _completed(
-        cmd: FetchRequested, outcome: FetchOutcome, answer: HiscoresAnswer
-    ) -> FetchCompleted:
-        return FetchCompleted(
-            player_key=cmd.player_key,
-            mode=cmd.mode,
-            outcome=outcome,
-            http_status=answer.http_status,
-            detail=answer.detail,
-        )
+    async def _count_misses(self, cmd: FetchRequested, outcome: FetchOutcome) -> int:
+        """Consecutive `not_found` answers for this player on this board (0 after any data)."""
+        key = f"misses.{subjects.hash_key(cmd.mode, cmd.player_key)}"
+        if outcome not in (FetchOutcome.NOT_FOUND, FetchOutcome.CHANGED, FetchOutcome.UNCHANGED):
+            return 0  # an outage or bad data says nothing either way; the count is left as is
+        try:
+            misses = int((await self.hashes.get(key)).value or b"0")
+        except KeyNotFoundError:
+            misses = 0
+        if outcome is not FetchOutcome.NOT_FOUND:
+            if misses:
+                await self.hashes.delete(key)
+            return 0
+        await self.hashes.put(key, str(misses + 1).encode())
+        return misses + 1

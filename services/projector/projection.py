@@ -114,6 +114,7 @@ class Projector:
                         "outcome": event.outcome.value,
                         "http_status": event.http_status,
                         "detail": event.detail,
+                        "streak": event.not_found_streak,
                     },
                 )
             case PlayerTracked():

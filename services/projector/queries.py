@@ -65,13 +65,15 @@ WHERE key = %(key)s AND mode = %(mode)s
 """
 
 FETCH_COMPLETED = """
-INSERT INTO fetch_status AS s (player_key, mode, fetched_at, outcome, http_status, detail)
-VALUES (%(key)s, %(mode)s, %(at)s, %(outcome)s, %(http_status)s, %(detail)s)
+INSERT INTO fetch_status AS s
+    (player_key, mode, fetched_at, outcome, http_status, detail, not_found_streak)
+VALUES (%(key)s, %(mode)s, %(at)s, %(outcome)s, %(http_status)s, %(detail)s, %(streak)s)
 ON CONFLICT (player_key) DO UPDATE SET
     mode = EXCLUDED.mode,
     fetched_at = EXCLUDED.fetched_at,
     outcome = EXCLUDED.outcome,
     http_status = EXCLUDED.http_status,
-    detail = EXCLUDED.detail
+    detail = EXCLUDED.detail,
+    not_found_streak = EXCLUDED.not_found_streak
 WHERE s.fetched_at <= EXCLUDED.fetched_at
 """

@@ -16,10 +16,10 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from services.scheduler.slots import Due, Schedule, due_time
+from services.scheduler.slots import Due, Schedule, daily_slot, due_time
 from shared import nats as natsx
 from shared import subjects
-from shared.events import FetchCompleted, FetchReason, FetchRequested, decode_on
+from shared.events import UNRANKED_AFTER, FetchCompleted, FetchReason, FetchRequested, decode_on
 from shared.service import create_broker, main_for
 from shared.settings import Settings
 
@@ -106,6 +106,7 @@ class Scheduler:
         self.clock = clock
         self.schedule = Schedule()
         self.last_fetched: dict[str, float] = {}
+        self.unranked: set[str] = set()  # not found several times in a row: checked daily
         self.published = 0  # commands this instance published
 
     def on_player_event(self, msg: Msg) -> None:
@@ -115,6 +116,10 @@ class Scheduler:
         status = decode_on(msg.subject, msg.data)
         if isinstance(status, FetchCompleted):
             self.last_fetched[status.player_key] = status.at.timestamp()
+            if status.not_found_streak >= UNRANKED_AFTER:
+                self.unranked.add(status.player_key)
+            else:
+                self.unranked.discard(status.player_key)
 
     async def run(self) -> None:
         while True:
@@ -139,6 +144,8 @@ class Scheduler:
             slot_start = due_time(player.key, player.interval_s, due.slot)
             if self.last_fetched.get(player.key, float("-inf")) >= slot_start:
                 continue  # fetched inside this slot already (a manual refresh, another leader)
+            if player.key in self.unranked and not daily_slot(due.slot, player.interval_s):
+                continue
             commands.append(
                 (
                     due,

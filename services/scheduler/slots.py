@@ -30,6 +30,12 @@ def due_time(player_key: str, interval_s: int, slot: int) -> int:
     return phase(player_key, interval_s) + slot * interval_s
 
 
+def daily_slot(slot: int, interval_s: int) -> bool:
+    """One slot a day (every slot for intervals of a day or more): when unranked players are
+    checked."""
+    return slot % max(1, 86_400 // interval_s) == 0
+
+
 class TrackedPlayer(msgspec.Struct):
     key: str
     display_name: str
