@@ -53,6 +53,7 @@ class FetchRequested(Message, frozen=True, kw_only=True):
     mode: GameMode = GameMode.REGULAR
     reason: FetchReason = FetchReason.SCHEDULED
     slot: int | None = None
+    detect_mode: bool = False  # ask the boards first and publish PlayerUpdated{mode} on a change
 
 
 class SkillEntry(msgspec.Struct, frozen=True):
@@ -102,6 +103,7 @@ class PlayerTracked(Message, frozen=True, kw_only=True):
     mode: GameMode = GameMode.REGULAR
     interval_s: Interval
     by: str
+    detect_mode: bool = False  # tracked without a mode: the account type is detected daily
 
 
 class PlayerUntracked(Message, frozen=True, kw_only=True):

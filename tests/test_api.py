@@ -218,3 +218,17 @@ async def test_tracking_again_inside_the_refresh_cooldown_is_accepted(client, au
         assert response.status_code == 202, response.text
     assert (await js.stream_info(subjects.EVT_STREAM)).state.messages == 2
     assert (await js.stream_info(subjects.CMD_STREAM)).state.messages == 1
+
+
+async def test_tracking_without_a_mode_asks_for_detection(client, auth, js):
+    await client.post("/v1/players", json={"name": "Auto"}, headers=auth)
+    await client.post("/v1/players", json={"name": "Iron", "mode": "ironman"}, headers=auth)
+    sub = await js.pull_subscribe("osrs.evt.player.tracked", stream=subjects.EVT_STREAM)
+    tracked = [decode(m.data, PlayerTracked) for m in await sub.fetch(2, timeout=2)]
+    assert [(t.player_key, t.mode, t.detect_mode) for t in tracked] == [
+        ("auto", "regular", True),
+        ("iron", "ironman", False),
+    ]
+    for key, detect in (("auto", True), ("iron", False)):
+        msg = await js.get_last_msg(subjects.CMD_STREAM, subjects.fetch_subject(key))
+        assert decode(msg.data, FetchRequested).detect_mode is detect

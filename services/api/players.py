@@ -27,6 +27,7 @@ from services.api.schemas import (
 from shared import nats as natsx
 from shared import subjects, xp
 from shared.events import FetchReason, FetchRequested, PlayerTracked, PlayerUntracked
+from shared.modes import GameMode
 from shared.players import InvalidPlayerName, player_key, validate_name
 
 MIN_INTERVAL_S = 60
@@ -68,25 +69,28 @@ class PlayersController(Controller):
                 f"interval_s must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} seconds"
             )
         current = await self._detail(state, key)
+        detect = data.mode is None  # the fetcher detects the account type from the boards
+        mode = data.mode or (current.mode if current else GameMode.REGULAR)
         tracked = current is not None and current.status != "untracked"
-        if tracked and (current.mode, current.interval_s) == (data.mode, interval_s):
+        if tracked and (current.mode, current.interval_s) == (mode, interval_s):
             return current  # already tracked as asked: nothing to publish
         event = PlayerTracked(
             player_key=key,
             display_name=display_name,
-            mode=data.mode,
+            mode=mode,
             interval_s=interval_s,
             by=request.user.username,
+            detect_mode=detect,
         )
         await natsx.publish(
             state.js, subjects.PLAYER_TRACKED, event, msg_id=event.id, stream=subjects.EVT_STREAM
         )
         # Inside the refresh cooldown the player was fetched moments ago: the schedule takes over.
-        await self._request_fetch(state, key, display_name, data.mode)
+        await self._request_fetch(state, key, display_name, mode, detect_mode=detect)
         if current is not None:  # a change, or tracked again: its history is kept
             return msgspec.structs.replace(
                 current,
-                mode=data.mode,
+                mode=mode,
                 interval_s=interval_s,
                 status=current.status if tracked else "pending",
                 tracked_at=current.tracked_at if tracked else event.at,
@@ -94,7 +98,7 @@ class PlayersController(Controller):
         return PlayerDetail(
             key=key,
             display_name=display_name,
-            mode=data.mode,
+            mode=mode,
             status="pending",
             interval_s=interval_s,
             tracked_at=event.at,
@@ -177,7 +181,9 @@ class PlayersController(Controller):
             raise NotFoundException(f"player {name!r} is not tracked")
         return key
 
-    async def _request_fetch(self, state: State, key: str, display_name: str, mode) -> int:
+    async def _request_fetch(
+        self, state: State, key: str, display_name: str, mode, *, detect_mode: bool = False
+    ) -> int:
         """Publish a manual fetch unless one was requested inside the cooldown (a KV entry with
         a TTL, shared by every API replica). Returns 0, or the seconds left to wait."""
         cooldown = state.settings.refresh_cooldown
@@ -191,7 +197,11 @@ class PlayersController(Controller):
                 waited = cooldown - 1
             return max(1, math.ceil(cooldown - waited))
         cmd = FetchRequested(
-            player_key=key, display_name=display_name, mode=mode, reason=FetchReason.MANUAL
+            player_key=key,
+            display_name=display_name,
+            mode=mode,
+            reason=FetchReason.MANUAL,
+            detect_mode=detect_mode,
         )
         try:
             await natsx.publish(

@@ -27,7 +27,7 @@ class TokenResponse(msgspec.Struct):
 
 class TrackPlayer(msgspec.Struct, forbid_unknown_fields=True):
     name: str
-    mode: GameMode = GameMode.REGULAR
+    mode: GameMode | None = None  # none: the account type is detected, then again daily
     interval_s: int | None = None
 
 

@@ -14,7 +14,15 @@ from services.fetcher.client import HiscoresAnswer, HiscoresClient
 from services.fetcher.hiscores import payload_hash
 from shared import nats as natsx
 from shared import subjects
-from shared.events import FetchCompleted, FetchOutcome, FetchRequested, HiscoreObserved, utcnow
+from shared.events import (
+    FetchCompleted,
+    FetchOutcome,
+    FetchRequested,
+    HiscoreObserved,
+    PlayerUpdated,
+    utcnow,
+)
+from shared.modes import GameMode, account_type
 
 log = logging.getLogger("osrs.fetcher")
 
@@ -33,7 +41,14 @@ class FetchHandler:
         self.hashes = hashes
 
     async def handle(self, cmd: FetchRequested) -> Fetched:
-        answer = await self.hiscores.lookup(cmd.display_name, cmd.mode)
+        answers: dict[GameMode, HiscoresAnswer] = {}
+        if cmd.detect_mode:
+            detected, answers = await self._detect(cmd)
+            if detected is not None and detected != cmd.mode:
+                await self._mode_changed(cmd, detected)
+                cmd = msgspec.structs.replace(cmd, mode=detected)
+        board = GameMode.REGULAR if cmd.mode is GameMode.DE_IRONED else cmd.mode
+        answer = answers.get(board) or await self.hiscores.lookup(cmd.display_name, cmd.mode)
         observed_at = utcnow()
         if answer.hiscores is None:
             outcome = answer.outcome
@@ -107,6 +122,33 @@ class FetchHandler:
             log.info("hash_race player_key=%s mode=%s", cmd.player_key, cmd.mode)
         return True
 
+    async def _detect(
+        self, cmd: FetchRequested
+    ) -> tuple[GameMode | None, dict[GameMode, HiscoresAnswer]]:
+        """Ask the boards in turn (regular, ironman, hardcore, ultimate), stopping as soon as
+        the account type is clear. None when the account is on no board or a board failed."""
+        answers: dict[GameMode, HiscoresAnswer] = {}
+        overall: dict[GameMode, int | None] = {}
+        for board in (GameMode.REGULAR, GameMode.IRONMAN, GameMode.HARDCORE, GameMode.ULTIMATE):
+            answer = answers[board] = await self.hiscores.lookup(cmd.display_name, board)
+            if answer.hiscores is None and answer.outcome is not FetchOutcome.NOT_FOUND:
+                return None, answers  # an outage or bad data: decide on another day
+            overall[board] = _overall_xp(answer.hiscores) if answer.hiscores else None
+            if overall[board] is None and board in (GameMode.REGULAR, GameMode.IRONMAN):
+                break
+            if board is GameMode.IRONMAN and overall[GameMode.REGULAR] > overall[board]:
+                break  # de-ironed
+            if board is GameMode.HARDCORE and overall[board] is not None:
+                break
+        return account_type(overall), answers
+
+    async def _mode_changed(self, cmd: FetchRequested, detected: GameMode) -> None:
+        event = PlayerUpdated(player_key=cmd.player_key, mode=detected, by="fetcher")
+        await natsx.publish(
+            self.js, subjects.PLAYER_UPDATED, event, msg_id=event.id, stream=subjects.EVT_STREAM
+        )
+        log.info("mode_detected player_key=%s was=%s now=%s", cmd.player_key, cmd.mode, detected)
+
     async def _count_misses(self, cmd: FetchRequested, outcome: FetchOutcome) -> int:
         """Consecutive `not_found` answers for this player on this board (0 after any data)."""
         key = f"misses.{subjects.hash_key(cmd.mode, cmd.player_key)}"
@@ -122,3 +164,7 @@ class FetchHandler:
             return 0
         await self.hashes.put(key, str(misses + 1).encode())
         return misses + 1
+
+
+def _overall_xp(hiscores) -> int:
+    return next(s.xp for s in hiscores.skills if s.name == "Overall")

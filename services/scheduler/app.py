@@ -155,6 +155,7 @@ class Scheduler:
                         mode=player.mode,
                         reason=FetchReason.SCHEDULED,
                         slot=due.slot,
+                        detect_mode=player.detect_mode and daily_slot(due.slot, player.interval_s),
                     ),
                 )
             )

@@ -43,6 +43,7 @@ class TrackedPlayer(msgspec.Struct):
     interval_s: int
     since: float  # when tracking (or the interval) last changed: the API fetched then
     generation: int = 0  # bumped on every change, so stale heap entries are recognised
+    detect_mode: bool = False  # tracked without a mode: one fetch a day re-detects it
 
     def first_slot(self, now: float) -> int:
         """The current slot, or the next one when the player was fetched on tracking inside it."""
@@ -74,6 +75,7 @@ class Schedule:
                     event.at.timestamp(),
                     now,
                 )
+                self.players[event.player_key].detect_mode = event.detect_mode
             case PlayerUntracked():
                 self.players.pop(event.player_key, None)
             case PlayerUpdated():
@@ -96,6 +98,8 @@ class Schedule:
             previous.display_name, previous.mode = name, mode  # same slots: heap entry stays valid
             return
         player = TrackedPlayer(key, name, mode, interval_s, since, next(self._generations))
+        if previous is not None:
+            player.detect_mode = previous.detect_mode
         self.players[key] = player
         self._push(player, player.first_slot(now))
 

@@ -1,0 +1,119 @@
+"""Account types from the boards an account appears on."""
+
+import json
+
+import httpx
+import pytest
+
+from services.fetcher.client import HiscoresClient, new_http_client
+from services.fetcher.handler import FetchHandler
+from services.fetcher.resilience import CircuitBreaker, RetryPolicy
+from shared import subjects
+from shared.events import FetchOutcome, FetchRequested, PlayerUpdated, decode
+from shared.modes import MODULES, GameMode, account_type
+from tests.hiscores_double import MID, with_gain
+
+REG, IRON, HC, UIM, DEIRON = (
+    GameMode.REGULAR,
+    GameMode.IRONMAN,
+    GameMode.HARDCORE,
+    GameMode.ULTIMATE,
+    GameMode.DE_IRONED,
+)
+
+
+@pytest.mark.parametrize(
+    ("boards", "expected"),
+    [
+        ({REG: None}, None),
+        ({REG: 100, IRON: None}, REG),
+        ({REG: 100, IRON: 100, HC: 100}, HC),
+        ({REG: 100, IRON: 100, HC: 90}, IRON),  # a hardcore who died: its hardcore entry froze
+        ({REG: 100, IRON: 100, HC: None, UIM: 100}, UIM),
+        ({REG: 100, IRON: 100, HC: None, UIM: None}, IRON),
+        ({REG: 120, IRON: 100}, DEIRON),  # de-ironed: the iron entry froze, the regular one grows
+    ],
+)
+def test_account_type(boards, expected):
+    assert account_type(boards) == expected
+
+
+class Boards:
+    """A hiscores that knows, per board, the payload of one player (None: 404)."""
+
+    def __init__(self, payloads: dict[GameMode, bytes | None]) -> None:
+        self.payloads = payloads
+        self.asked: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        module = request.url.path.split("/")[1].removeprefix("m=")
+        self.asked.append(module)
+        mode = next((m for m in (REG, IRON, HC, UIM) if MODULES[m] == module), None)
+        body = self.payloads.get(mode)
+        if body is None:
+            return httpx.Response(404, content=b"<html>404</html>")
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+
+async def detect(js, payloads, mode=REG):
+    boards = Boards(payloads)
+    kv = await js.key_value(subjects.FETCH_HASHES_BUCKET)
+    client = HiscoresClient(
+        "http://hiscores",
+        new_http_client(transport=httpx.MockTransport(boards)),
+        policy=RetryPolicy(confirm_404_s=0.0, base_delay_s=0.01),
+        breaker=CircuitBreaker(cooldown_s=0.05, max_cooldown_s=0.1),
+    )
+    handler = FetchHandler(client, js, kv)
+    cmd = FetchRequested(
+        player_key="synth_mid", display_name="Synth Mid", mode=mode, detect_mode=True
+    )
+    fetched = await handler.handle(cmd)
+    return fetched.completed, boards
+
+
+async def _mode_updates(js) -> list[str]:
+    info = await js.stream_info(subjects.EVT_STREAM, subjects_filter=subjects.PLAYER_UPDATED)
+    if not (info.state.subjects or {}).get(subjects.PLAYER_UPDATED):
+        return []
+    msg = await js.get_last_msg(subjects.EVT_STREAM, subjects.PLAYER_UPDATED)
+    return [decode(msg.data, PlayerUpdated).mode]
+
+
+async def test_an_ironman_is_detected_and_fetched_from_its_board(js):
+    completed, boards = await detect(js, {REG: MID, IRON: MID})
+    assert completed.mode == IRON and completed.outcome is FetchOutcome.CHANGED
+    assert await _mode_updates(js) == [IRON]
+    assert boards.asked.count(MODULES[IRON]) == 1  # the ironman answer is reused, not asked again
+
+
+async def test_a_regular_player_is_left_alone(js):
+    completed, _ = await detect(js, {REG: MID})
+    assert completed.mode == REG and await _mode_updates(js) == []
+
+
+async def test_a_hardcore_death_is_recorded(js):
+    alive = MID
+    progressed = with_gain(MID, {"Attack": 5000})
+    completed, _ = await detect(js, {REG: progressed, IRON: progressed, HC: alive}, mode=HC)
+    assert completed.mode == IRON and await _mode_updates(js) == [IRON]
+
+
+async def test_a_de_ironed_account_is_fetched_from_the_regular_board(js):
+    completed, boards = await detect(
+        js, {REG: with_gain(MID, {"Attack": 5000}), IRON: MID}, mode=IRON
+    )
+    assert completed.mode == DEIRON and await _mode_updates(js) == [DEIRON]
+    assert MODULES[HC] not in boards.asked  # clear once the iron entry lags the regular one
+
+
+async def test_detection_waits_when_a_board_fails(js):
+    boards = {REG: MID, IRON: b"<html>down</html>"}
+    completed, _ = await detect(js, boards, mode=REG)
+    assert await _mode_updates(js) == []  # no change recorded on an outage
+    assert completed.mode == REG and completed.outcome is FetchOutcome.CHANGED
+
+
+def test_de_ironed_uses_the_regular_module():
+    assert MODULES[DEIRON] == MODULES[REG]
+    assert json.loads(MID)["name"] == "Synth Mid"
