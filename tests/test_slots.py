@@ -97,3 +97,16 @@ def test_reseed_owes_every_player_its_current_slot():
     due = {d.player.key: d.slot for d in schedule.pop_due(later)}
     assert due == {"g": slot_at("g", 3600, later), "h": slot_at("h", 3600, later)}
     assert schedule.pop_due(later) == []
+
+
+def test_a_player_whose_mode_is_detected_waits_out_the_detection():
+    schedule = Schedule()
+    at = datetime.fromtimestamp(NOW, UTC)
+    event = PlayerTracked(
+        player_key="i", display_name="i", interval_s=60, by="t", at=at, detect_mode=True
+    )
+    schedule.apply(event, NOW)
+    due = schedule.pop_due(NOW + 3600)
+    assert due[0].player.detect_mode
+    first = schedule.players["i"].first_slot(NOW)
+    assert due_time("i", 60, first) >= NOW + 30

@@ -30,6 +30,9 @@ def due_time(player_key: str, interval_s: int, slot: int) -> int:
     return phase(player_key, interval_s) + slot * interval_s
 
 
+DETECT_GRACE_S = 30.0
+
+
 def daily_slot(slot: int, interval_s: int) -> bool:
     """One slot a day (every slot for intervals of a day or more): when unranked players are
     checked."""
@@ -46,9 +49,19 @@ class TrackedPlayer(msgspec.Struct):
     detect_mode: bool = False  # tracked without a mode: one fetch a day re-detects it
 
     def first_slot(self, now: float) -> int:
-        """The current slot, or the next one when the player was fetched on tracking inside it."""
+        """The current slot, or the next one when the player was fetched on tracking inside it.
+
+        A player whose account type is being detected gets a grace period first: detection asks
+        up to four boards (confirming each 404), and a scheduled fetch before it ends would
+        still ask the board of the old mode."""
         slot = slot_at(self.key, self.interval_s, now)
-        return slot + 1 if self.since >= due_time(self.key, self.interval_s, slot) else slot
+        if self.since >= due_time(self.key, self.interval_s, slot):
+            slot += 1
+        if self.detect_mode:
+            grace = min(DETECT_GRACE_S, 5 * self.interval_s)
+            while due_time(self.key, self.interval_s, slot) < self.since + grace:
+                slot += 1
+        return slot
 
 
 class Due(msgspec.Struct, frozen=True):
@@ -74,8 +87,8 @@ class Schedule:
                     event.interval_s,
                     event.at.timestamp(),
                     now,
+                    detect_mode=event.detect_mode,
                 )
-                self.players[event.player_key].detect_mode = event.detect_mode
             case PlayerUntracked():
                 self.players.pop(event.player_key, None)
             case PlayerUpdated():
@@ -91,15 +104,25 @@ class Schedule:
                     )
 
     def _put(
-        self, key: str, name: str, mode: GameMode, interval_s: int, since: float, now: float
+        self,
+        key: str,
+        name: str,
+        mode: GameMode,
+        interval_s: int,
+        since: float,
+        now: float,
+        detect_mode: bool | None = None,  # None: as it was
     ) -> None:
         previous = self.players.get(key)
+        if detect_mode is None:
+            detect_mode = previous.detect_mode if previous else False
         if previous is not None and previous.interval_s == interval_s:
-            previous.display_name, previous.mode = name, mode  # same slots: heap entry stays valid
+            # Same slots: the heap entry stays valid.
+            previous.display_name, previous.mode, previous.detect_mode = name, mode, detect_mode
             return
-        player = TrackedPlayer(key, name, mode, interval_s, since, next(self._generations))
-        if previous is not None:
-            player.detect_mode = previous.detect_mode
+        player = TrackedPlayer(
+            key, name, mode, interval_s, since, next(self._generations), detect_mode
+        )
         self.players[key] = player
         self._push(player, player.first_slot(now))
 
