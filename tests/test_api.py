@@ -232,3 +232,18 @@ async def test_tracking_without_a_mode_asks_for_detection(client, auth, js):
     for key, detect in (("auto", True), ("iron", False)):
         msg = await js.get_last_msg(subjects.CMD_STREAM, subjects.fetch_subject(key))
         assert decode(msg.data, FetchRequested).detect_mode is detect
+
+
+async def test_a_player_not_found_three_times_in_a_row_is_unranked_and_kept(
+    client, auth, database_url
+):
+    _project_tracked(database_url)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO fetch_status (player_key, mode, fetched_at, outcome, detail,"
+            " not_found_streak) VALUES ('lynx_titan', 'regular', now(), 'not_found', '', 3)"
+        )
+    body = (await client.get("/v1/players/lynx_titan", headers=auth)).json()
+    assert body["status"] == "unranked" and body["last_outcome"] == "not_found"
+    listed = (await client.get("/v1/players?status=unranked", headers=auth)).json()
+    assert [p["key"] for p in listed["items"]] == ["lynx_titan"]
