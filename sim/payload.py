@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 
 
-class SkillRow(msgspec.Struct):
+# gc=False: rows hold only ints and strings, and thousands of them sit in caches.
+class SkillRow(msgspec.Struct, gc=False):
     """One skill entry; field order is the JSON key order the real API uses."""
 
     id: int
@@ -15,7 +16,7 @@ class SkillRow(msgspec.Struct):
     xp: int
 
 
-class ActivityRow(msgspec.Struct):
+class ActivityRow(msgspec.Struct, gc=False):
     id: int
     name: str
     rank: int

@@ -1,4 +1,4 @@
-"""A deterministic synthetic population of OSRS accounts, and what the hiscores show for each.
+"""A deterministic synthetic population of OSRS accounts, and what each hiscores board shows.
 
 Everything derives from (seed, player index, time) through seeded generators and a fixed hash,
 never `hash()`, so two processes with the same seed serve byte-identical payloads."""
@@ -13,26 +13,52 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.metrics import ACTIVITY_NAMES, SKILL_NAMES, metric_key
+from shared.metrics import ACTIVITY_NAMES
 from shared.modes import MODULES, GameMode
 from shared.players import InvalidPlayerName, player_key
-from shared.xp import MAX_SKILL_XP, XP_FOR_LEVEL, level
-from sim.activities import (
-    CLUE_ALL_INDEX,
-    CLUE_TIER_INDEXES,
-    SPECS,
-    TRAINABLE,
-    ActivitySpec,
+from sim.activities import DEADMAN_POINTS, LEAGUE_POINTS, spec_for
+from sim.character import Character
+from sim.layout import BASE_LAYOUT, Layout, lay_out
+from sim.payload import ActivityRow, HiscoresState, to_csv, to_json
+from sim.profiles import (
+    LEVELLED,
+    PROFILE_SHARES,
+    Build,
+    Profile,
+    build_character,
+    build_temp_character,
 )
-from sim.payload import ActivityRow, HiscoresState, SkillRow
-from sim.ranks import BOARD_SCALE, RANK_CAP, board_rank, curve_rank, drift_factor, mix64, unit
+from sim.ranks import board_rank, day_factors, mix64, name_hash, unit
+from sim.rows import (
+    ACTIVITY_OFFSET,
+    FACTOR_COUNT,
+    MAX_NEW_BOSSES,
+    UNRANKED,
+    DayRows,
+    Sheet,
+    activity_raw,
+    activity_rows,
+    day_rows,
+    make_sheet,
+    skill_rows,
+)
 
+DE_IRONED = "de_ironed"  # an account type the boards tell, not one an account is created as
 DEFAULT_EPOCH = 1_735_689_600.0  # 2025-01-01T00:00:00Z
+DAY_S = 86_400
 MAX_PLAYERS = 99_999_999  # "Sim 99999999" is 12 characters, the longest legal name
 REGULAR_MODULE = MODULES[GameMode.REGULAR]
-MIN_RANKED_XP = XP_FOR_LEVEL[15]  # below it a skill shows rank -1, level 1, xp -1
-ACTIVE_SHARE = 0.6
-PROFILE_CACHE = 20_000  # profiles are rebuilt on a miss, so this only bounds memory
+IRONMAN_MODULE = MODULES[GameMode.IRONMAN]
+HARDCORE_MODULE = MODULES[GameMode.HARDCORE]
+# Everything is rebuilt on a miss (a few hundred microseconds), so these only bound memory:
+# about 5 kB a character, 12 kB a day's rows, 7 kB a payload; 100 MB at most in all.
+PLAYER_CACHE = 100_000
+CHARACTER_CACHE = 8_192
+DAY_ROWS_CACHE = 4_096
+PAYLOAD_CACHE = 2_048
+HARDCORE_DEATHS = 0.5  # of active hardcores
+DE_IRONS = 0.2  # of active ironmen
+FATE_TICKS = (30, 2_000_000)  # deaths and de-irons fall log-uniformly between these ticks
 
 _SIM_KEY = re.compile(r"sim_([1-9][0-9]{0,7})")
 _ACCOUNT_TYPES = (
@@ -41,28 +67,27 @@ _ACCOUNT_TYPES = (
     (GameMode.HARDCORE, 0.08),
     (GameMode.ULTIMATE, 0.07),
 )
-_TIERS = (("low", 0.25), ("mid", 0.55), ("high", 0.15), ("maxed", 0.05))
-_TAKE_UP = {"low": 0.3, "mid": 1.0, "high": 1.8, "maxed": 2.5}  # higher accounts do more content
-_IRON = (MODULES[GameMode.REGULAR], MODULES[GameMode.IRONMAN])
+_IRON = (REGULAR_MODULE, IRONMAN_MODULE)
 _BOARDS: dict[GameMode, tuple[str, ...]] = {
-    GameMode.REGULAR: (MODULES[GameMode.REGULAR],),
+    GameMode.REGULAR: (REGULAR_MODULE,),
     GameMode.IRONMAN: _IRON,
-    GameMode.HARDCORE: (*_IRON, MODULES[GameMode.HARDCORE]),
+    GameMode.HARDCORE: (*_IRON, HARDCORE_MODULE),
     GameMode.ULTIMATE: (*_IRON, MODULES[GameMode.ULTIMATE]),
 }
-
-_OVERALL_ID = next(i for i, n in enumerate(SKILL_NAMES) if metric_key(n) == "overall")
-_LEVELLED_IDS = tuple(i for i in range(len(SKILL_NAMES)) if i != _OVERALL_ID)
-_LEVELLED = tuple(SKILL_NAMES[i] for i in _LEVELLED_IDS)
-_HITPOINTS = _LEVELLED.index("Hitpoints")
-# Some skills are trained by more players than others: spread the rank curves a little.
-_SKILL_MEDIANS = tuple(math.log(300_000 * (0.5 + unit(0x5C111, i))) for i in _LEVELLED_IDS)
-_SKILL_SPREAD = 1.8  # in log-xp: a level-15 skill ranks near the bottom, 200M near the top
-_OVERALL_MEDIAN = math.log(10_000_000)
-_OVERALL_SPREAD = 1.6
-_ACTIVITY_MEDIANS = tuple(math.log(spec.typical) for spec in SPECS)
-_ACTIVITY_SPREAD = 1.2
-_TRAIN_BELOW = 100_000_000  # grind only skills with room, so active accounts keep changing
+# Temporary worlds: a separate character under the same name, for a few players each.
+_TEMP_WORLDS: tuple[tuple[str, float, str | None], ...] = (
+    (MODULES[GameMode.SEASONAL], 0.05, LEAGUE_POINTS),
+    (MODULES[GameMode.DEADMAN], 0.03, DEADMAN_POINTS),
+    (MODULES[GameMode.FRESH_START], 0.02, None),
+    (MODULES[GameMode.TOURNAMENT], 0.01, None),
+)
+_TEMP = {module: points for module, _, points in _TEMP_WORLDS}
+_BUILD_EXTRA = {
+    Build.MAIN: (),
+    Build.LEVEL_3: (MODULES[GameMode.SKILLER], MODULES[GameMode.DEFENCE_PURE]),
+    Build.PURE: (MODULES[GameMode.DEFENCE_PURE],),
+}
+_NEW_BOSS_TAKE_UP = {Profile.NEW: 0.0, Profile.BOSSER: 2.5, Profile.MAXED: 3.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +95,13 @@ class SimPlayer:
     index: int
     name: str
     key: str
-    account_type: GameMode
-    active: bool  # an idle account never gains xp or score
-    tier: str  # "low", "mid", "high" or "maxed"
-
-    @property
-    def boards(self) -> tuple[str, ...]:
-        """The hiscores modules this account appears on."""
-        return _BOARDS[self.account_type]
+    account_type: GameMode  # what it was created as; see died_at_tick and deironed_at_tick
+    active: bool  # its payload changes every tick; an idle account never gains xp or score
+    profile: Profile
+    build: Build
+    boards: tuple[str, ...]  # the hiscores modules it appears on
+    died_at_tick: int | None = None  # a hardcore's hardcore board freezes from this tick on
+    deironed_at_tick: int | None = None  # an ironman's ironman board freezes from this tick on
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -85,30 +109,12 @@ class SimPlayer:
             "key": self.key,
             "active": self.active,
             "account_type": self.account_type.value,
+            "profile": self.profile.value,
+            "build": self.build.value,
+            "boards": list(self.boards),
+            "died_at_tick": self.died_at_tick,
+            "deironed_at_tick": self.deironed_at_tick,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class _Profile:
-    start_xp: tuple[int, ...]  # the 24 levelled skills, in SKILL_NAMES order
-    xp_rate: tuple[int, ...]  # xp per tick
-    start_score: tuple[int, ...]  # the true score, which may be below the ranked minimum
-    score_period: tuple[int, ...]  # ticks per point; 0 = not gaining
-    gaining: bool
-
-    def xp_at(self, ticks: int) -> list[int]:
-        if not (self.gaining and ticks):
-            return list(self.start_xp)
-        return [
-            min(MAX_SKILL_XP, s + r * ticks)
-            for s, r in zip(self.start_xp, self.xp_rate, strict=True)
-        ]
-
-    def scores_at(self, ticks: int) -> list[int]:
-        if not (self.gaining and ticks):
-            return list(self.start_score)
-        pairs = zip(self.start_score, self.score_period, strict=True)
-        return [s + ticks // p if p else s for s, p in pairs]
 
 
 class _Roster(Sequence[SimPlayer]):
@@ -139,19 +145,41 @@ class Population:
         self.tick_s = tick_s
         self.epoch = epoch
         self.players: Sequence[SimPlayer] = _Roster(self)
-        self._profile = functools.lru_cache(maxsize=PROFILE_CACHE)(self._build_profile)
+        self._sheet = functools.lru_cache(maxsize=CHARACTER_CACHE)(self._build_sheet)
+        self._day_rows = functools.lru_cache(maxsize=DAY_ROWS_CACHE)(self._build_day_rows)
+        self.player = functools.lru_cache(maxsize=PLAYER_CACHE)(self.player)  # type: ignore
+        self._encoded = functools.lru_cache(maxsize=PAYLOAD_CACHE)(self._encode)
+
+    # --- who is who -------------------------------------------------------------------------
 
     def player(self, index: int) -> SimPlayer:
         if not 0 <= index < self.size:
             raise IndexError(f"no player {index} in a population of {self.size}")
         number = index + 1
+        # One seeded generator for the lot: cheaper than a hash per draw.
+        draw = random.Random(mix64(self.seed, index, 0x9A7E5)).random
+        account_type = _pick(_ACCOUNT_TYPES, draw())
+        profile = _pick(PROFILE_SHARES, draw())
+        build = _build(profile, draw())
+        active = profile is not Profile.IDLE
+        fate, fated = _fate_tick(draw()), draw()
+        died = deironed = None
+        if active and account_type is GameMode.HARDCORE and fated < HARDCORE_DEATHS:
+            died = fate
+        if active and account_type is GameMode.IRONMAN and fated < DE_IRONS:
+            deironed = fate
+        temp = tuple(module for module, share, _ in _TEMP_WORLDS if draw() < share)
         return SimPlayer(
             index=index,
             name=f"Sim {number}",
             key=f"sim_{number}",
-            account_type=_pick(_ACCOUNT_TYPES, unit(self.seed, index, 1)),
-            active=unit(self.seed, index, 2) < ACTIVE_SHARE,
-            tier=_pick(_TIERS, unit(self.seed, index, 3)),
+            account_type=account_type,
+            active=active,
+            profile=profile,
+            build=build,
+            boards=_BOARDS[account_type] + _BUILD_EXTRA[build] + temp,
+            died_at_tick=died,
+            deironed_at_tick=deironed,
         )
 
     def find(self, name: str) -> SimPlayer | None:
@@ -160,40 +188,143 @@ class Population:
             key = player_key(name)
         except InvalidPlayerName:
             return None
+        return self.find_key(key)
+
+    def find_key(self, key: str) -> SimPlayer | None:
+        """The player with this player_key, if any."""
         match = _SIM_KEY.fullmatch(key)
         if match is None or int(match[1]) > self.size:
             return None
         return self.player(int(match[1]) - 1)
 
+    def account_type_at(self, player: SimPlayer, t: float) -> str:
+        """What the boards make of the account at t: a de-ironed ironman reads as `de_ironed`
+        (regular Overall past the frozen iron one), a dead hardcore as `ironman`."""
+        ticks = self.ticks_at(t)
+        if player.deironed_at_tick is not None and ticks > player.deironed_at_tick:
+            return DE_IRONED
+        if player.died_at_tick is not None and ticks > player.died_at_tick:
+            return GameMode.IRONMAN.value
+        return player.account_type.value
+
+    def time_of_tick(self, tick: int) -> float:
+        """The unix time at which `tick` starts."""
+        return self.epoch + tick * self.tick_s
+
+    # --- what the boards show ---------------------------------------------------------------
+
     def ticks_at(self, t: float) -> int:
         return max(0, math.floor((t - self.epoch) / self.tick_s))
 
+    def character(self, player: SimPlayer, module: str = REGULAR_MODULE) -> Character:
+        return self._sheet(player.index, module if module in _TEMP else None).character
+
     def xp_at(self, player: SimPlayer, t: float) -> dict[str, int]:
         """The true xp of every levelled skill, including skills the board shows as unranked."""
-        xps = self._profile(player.index).xp_at(self.ticks_at(t))
-        return dict(zip(_LEVELLED, xps, strict=True))
+        xps = self.character(player).xp_at(self.ticks_at(t))
+        return dict(zip(LEVELLED, xps, strict=True))
 
-    def state_at(self, player: SimPlayer, t: float, module: str = REGULAR_MODULE) -> HiscoresState:
-        """What `module` shows for the player at unix time t."""
-        profile = self._profile(player.index)
-        ticks = self.ticks_at(t)
-        day_hash = mix64(self.seed, player.index, math.floor(t / 86_400))
-        scale = BOARD_SCALE.get(module, 1.0)
+    def board_ticks(self, player: SimPlayer, module: str, ticks: int) -> int:
+        """The tick whose stats `module` shows: a dead hardcore's and a de-ironed account's old
+        board stay where they were when it happened."""
+        if module == HARDCORE_MODULE and player.died_at_tick is not None:
+            return min(ticks, player.died_at_tick)
+        if module == IRONMAN_MODULE and player.deironed_at_tick is not None:
+            return min(ticks, player.deironed_at_tick)
+        return ticks
+
+    def state_at(
+        self,
+        player: SimPlayer,
+        t: float,
+        module: str = REGULAR_MODULE,
+        layout: Layout = BASE_LAYOUT,
+    ) -> HiscoresState:
+        """What `module` shows for the player at unix time t (whether or not it is on it)."""
+        ticks = self.board_ticks(player, module, self.ticks_at(t))
+        return self._state(player.index, module, ticks, _utc_day(t), layout)
+
+    def truth(
+        self,
+        player: SimPlayer,
+        t: float,
+        module: str = REGULAR_MODULE,
+        layout: Layout = BASE_LAYOUT,
+    ) -> HiscoresState | None:
+        """Exactly what the simulator serves for the player on `module` at t (before faults),
+        or None where the board answers 404."""
+        if module not in player.boards:
+            return None
+        return self.state_at(player, t, module, layout)
+
+    def payload(
+        self, player: SimPlayer, t: float, module: str, fmt: str, layout: Layout = BASE_LAYOUT
+    ) -> bytes | None:
+        """truth() encoded as `json` or `csv`, from a cache: the same board on the same tick and
+        day is built once."""
+        if module not in player.boards:
+            return None
+        ticks = self.board_ticks(player, module, self.ticks_at(t))
+        if not player.active or module in _TEMP:
+            ticks = 0  # never changes: one payload a day
+        return self._encoded(player.index, module, fmt, ticks, _utc_day(t), layout)
+
+    def _encode(self, index: int, module: str, fmt: str, ticks: int, day: int, layout: Layout):
+        state = self._state(index, module, ticks, day, layout)
+        return to_json(state) if fmt == "json" else to_csv(state)
+
+    def _state(
+        self, index: int, module: str, ticks: int, day: int, layout: Layout
+    ) -> HiscoresState:
+        today = self._day_rows(index, module, day)
+        character = today.sheet.character
+        activities = activity_rows(character.scores_at(ticks), today)
+        if layout.changed:
+            new_rows = self._new_boss_rows(index, layout, today.factors)
+            activities = lay_out(layout, activities, new_rows)
         return HiscoresState(
-            name=player.name,
-            skills=_skill_rows(profile.xp_at(ticks), day_hash, scale),
-            activities=_activity_rows(profile.scores_at(ticks), day_hash, scale),
+            name=f"Sim {index + 1}",
+            skills=skill_rows(character.xp_at(ticks), today),
+            activities=activities,
         )
 
-    def _build_profile(self, index: int) -> _Profile:
+    def _build_sheet(self, index: int, temp_module: str | None) -> Sheet:
         player = self.player(index)
-        rng = random.Random(f"osrs-diff-sim:{self.seed}:{index}")
-        start_xp = tuple(_start_xp(rng, player.tier, skill) for skill in range(len(_LEVELLED)))
-        start_score = tuple(_start_score(rng, player.tier, spec) for spec in SPECS)
-        if not player.active:
-            return _Profile(start_xp, (0,) * len(start_xp), start_score, (0,) * len(SPECS), False)
-        rates = _xp_rates(rng, start_xp, self.tick_s)
-        return _Profile(start_xp, rates, start_score, _score_periods(rng, self.tick_s), True)
+        if temp_module is None:
+            rng = random.Random(f"osrs-diff-sim:{self.seed}:{index}")
+            character = build_character(rng, player.profile, player.build, self.tick_s)
+        else:
+            rng = random.Random(f"osrs-diff-sim:{self.seed}:{index}:{temp_module}")
+            points = _TEMP[temp_module]
+            slot = ACTIVITY_NAMES.index(points) if points in ACTIVITY_NAMES else None
+            character = build_temp_character(rng, slot)
+        return make_sheet(character, self.seed, index)
+
+    def _build_day_rows(self, index: int, module: str, day: int) -> DayRows:
+        sheet = self._sheet(index, module if module in _TEMP else None)
+        since_epoch = day - _utc_day(self.epoch)
+        return day_rows(
+            sheet, day_factors(self.seed, index, module, day, since_epoch, FACTOR_COUNT)
+        )
+
+    def _new_boss_rows(
+        self, index: int, layout: Layout, factors: tuple[float, ...]
+    ) -> dict[str, ActivityRow]:
+        """A score on each new boss: static, and only for the few who took it up."""
+        take_up = _NEW_BOSS_TAKE_UP.get(self.player(index).profile, 1.0)
+        rows = {}
+        for j, (name, _) in enumerate(layout.new_bosses):
+            spec, h = spec_for(name), name_hash(name)
+            score = 0
+            if unit(self.seed, index, h) < spec.take_up * take_up:
+                score = max(1, int(spec.typical * math.exp(2 * unit(self.seed, index, h, 1) - 1)))
+            raw = activity_raw(spec, score)
+            if raw == UNRANKED:
+                rows[name] = ActivityRow(0, name, -1, -1)
+            else:
+                factor = factors[ACTIVITY_OFFSET + len(ACTIVITY_NAMES) + j % MAX_NEW_BOSSES]
+                rows[name] = ActivityRow(0, name, board_rank(raw, factor), score)
+        return rows
 
 
 def _pick(table: tuple[tuple[Any, float], ...], u: float) -> Any:
@@ -204,86 +335,18 @@ def _pick(table: tuple[tuple[Any, float], ...], u: float) -> Any:
     return table[-1][0]
 
 
-def _xp_within(rng: random.Random, lvl: int) -> int:
-    if lvl >= 99:
-        return XP_FOR_LEVEL[99] + rng.randrange(2_000_000)
-    return XP_FOR_LEVEL[lvl] + rng.randrange(XP_FOR_LEVEL[lvl + 1] - XP_FOR_LEVEL[lvl])
+def _build(profile: Profile, u: float) -> Build:
+    if profile is Profile.SKILLER and u < 0.3:
+        return Build.LEVEL_3
+    if profile is Profile.BOSSER and u < 0.15:
+        return Build.PURE
+    return Build.MAIN
 
 
-def _start_xp(rng: random.Random, tier: str, skill: int) -> int:
-    if tier == "maxed":
-        # Heavy tail: a few maxed accounts already sit at 200M in some skill.
-        xp = int(XP_FOR_LEVEL[99] * rng.lognormvariate(0.3, 1.0))
-        xp = min(MAX_SKILL_XP, max(XP_FOR_LEVEL[99], xp))
-    elif tier == "high":
-        xp = _xp_within(rng, round(rng.triangular(70, 99, 93)))
-    elif tier == "mid":
-        xp = _xp_within(rng, round(rng.triangular(30, 92, 70)))
-    elif rng.random() < 0.3:
-        xp = 0  # a low account that never touched this skill
-    else:
-        xp = _xp_within(rng, round(rng.triangular(1, 50, 12)))
-    # Every account starts with 10 Hitpoints.
-    return max(xp, XP_FOR_LEVEL[10]) if skill == _HITPOINTS else xp
+def _fate_tick(u: float) -> int:
+    low, high = FATE_TICKS
+    return round(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
 
 
-def _start_score(rng: random.Random, tier: str, spec: ActivitySpec) -> int:
-    if rng.random() >= min(0.98, spec.take_up * _TAKE_UP[tier]):
-        return 0
-    # Some true scores fall below the ranked minimum: played, but not on the board yet.
-    return max(1, int(spec.typical * rng.lognormvariate(-0.3, 1.0)))
-
-
-def _xp_rates(rng: random.Random, start_xp: tuple[int, ...], tick_s: float) -> tuple[int, ...]:
-    room = [i for i, xp in enumerate(start_xp) if xp < _TRAIN_BELOW] or list(range(len(start_xp)))
-    rates = [0] * len(start_xp)
-    for skill in rng.sample(room, min(len(room), rng.randint(2, 5))):
-        # 2-15 xp a minute: a regular player's average over months (1-8M a year), not an
-        # hourly rate, so that a 2025 epoch still leaves room below 200M for years.
-        rates[skill] = max(1, round(rng.uniform(2, 15) * tick_s / 60))
-    return tuple(rates)
-
-
-def _score_periods(rng: random.Random, tick_s: float) -> tuple[int, ...]:
-    periods = [0] * len(SPECS)
-    for activity in rng.sample(TRAINABLE, rng.randint(1, 3)):
-        periods[activity] = max(1, round(rng.uniform(30, 720) * 60 / tick_s))  # a kc every 0.5-12 h
-    return tuple(periods)
-
-
-def _skill_row(
-    sid: int, name: str, xp: int, log_median: float, day_hash: int, scale: float
-) -> SkillRow:
-    if xp < MIN_RANKED_XP:
-        return SkillRow(sid, name, -1, 1, -1)
-    raw = curve_rank(math.log(xp), log_median, _SKILL_SPREAD, RANK_CAP)
-    return SkillRow(sid, name, board_rank(raw, scale, drift_factor(day_hash, sid)), level(xp), xp)
-
-
-def _skill_rows(xps: list[int], day_hash: int, scale: float) -> list[SkillRow]:
-    entries = zip(_LEVELLED_IDS, _LEVELLED, xps, _SKILL_MEDIANS, strict=True)
-    rows = [_skill_row(*entry, day_hash, scale) for entry in entries]
-    # Overall counts the true xp and levels, unranked skills included.
-    total_xp = sum(xps)
-    raw = curve_rank(math.log(max(total_xp, 1)), _OVERALL_MEDIAN, _OVERALL_SPREAD, RANK_CAP)
-    rank = board_rank(raw, scale, drift_factor(day_hash, _OVERALL_ID))
-    total_level = sum(level(xp) for xp in xps)
-    overall = SkillRow(_OVERALL_ID, SKILL_NAMES[_OVERALL_ID], rank, total_level, total_xp)
-    rows.insert(_OVERALL_ID, overall)
-    return rows
-
-
-def _activity_rows(scores: list[int], day_hash: int, scale: float) -> list[ActivityRow]:
-    if CLUE_ALL_INDEX is not None:
-        scores[CLUE_ALL_INDEX] = sum(scores[i] for i in CLUE_TIER_INDEXES)
-    rows = []
-    offset = len(SKILL_NAMES)  # keeps activity drift independent of skill drift
-    entries = zip(ACTIVITY_NAMES, SPECS, _ACTIVITY_MEDIANS, scores, strict=True)
-    for aid, (name, spec, log_median, score) in enumerate(entries):
-        if score < spec.minimum:
-            rows.append(ActivityRow(aid, name, -1, -1))
-            continue
-        raw = curve_rank(math.log(score), log_median, _ACTIVITY_SPREAD, spec.rank_cap)
-        rank = board_rank(raw, scale, drift_factor(day_hash, offset + aid))
-        rows.append(ActivityRow(aid, name, rank, score))
-    return rows
+def _utc_day(t: float) -> int:
+    return math.floor(t / DAY_S)

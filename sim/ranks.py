@@ -1,4 +1,4 @@
-"""The rank model: where an xp total or a score sits on a board, plus the daily drift.
+"""The rank model: where an xp total or a score sits on a board, plus the drift over time.
 
 Ranks are a pure function of (value, board, player, UTC day) so that payloads stay reproducible;
 nothing here keeps state."""
@@ -6,6 +6,7 @@ nothing here keeps state."""
 from __future__ import annotations
 
 import math
+import random
 
 from shared.modes import MODULES, GameMode
 
@@ -19,7 +20,16 @@ BOARD_SCALE: dict[str, float] = {
     MODULES[GameMode.IRONMAN]: 0.2,
     MODULES[GameMode.HARDCORE]: 0.03,
     MODULES[GameMode.ULTIMATE]: 0.02,
+    MODULES[GameMode.DEADMAN]: 0.05,
+    MODULES[GameMode.SEASONAL]: 0.1,
+    MODULES[GameMode.TOURNAMENT]: 0.002,
+    MODULES[GameMode.FRESH_START]: 0.02,
+    MODULES[GameMode.DEFENCE_PURE]: 0.01,
+    MODULES[GameMode.SKILLER]: 0.005,
 }
+# Others keep playing: a player who stands still loses about 11% of rank positions a year.
+TREND_PER_DAY = 0.0003
+DAILY_JITTER = 0.01  # and a little noise from one day to the next
 
 
 def _splitmix(x: int) -> int:
@@ -42,20 +52,29 @@ def unit(*parts: int) -> float:
     return (mix64(*parts) >> 11) / float(1 << 53)
 
 
+def name_hash(name: str) -> int:
+    """A stable integer for a name (an activity Jagex adds later, say)."""
+    h = 0
+    for byte in name.encode("utf-8"):
+        h = _splitmix(h ^ byte)
+    return h
+
+
 def curve_rank(log_value: float, log_median: float, spread: float, cap: int) -> float:
     """The share of a board above this value, times the board's depth: values are log-normal
     across players, so most of the board is mid-level and the top thins out fast."""
     return cap * 0.5 * math.erfc((log_value - log_median) / (spread * _SQRT2))
 
 
-_DRIFT_SALTS = tuple(mix64(0xD81F7, metric) for metric in range(256))
+def day_factors(seed: int, index: int, module: str, day: int, days_since_epoch: int, n: int):
+    """One rank multiplier per entry for this player on this board on this UTC day: the board's
+    size, the slow trend and the daily noise. Drawn from a seeded generator, not hash(), so
+    every process agrees."""
+    base = BOARD_SCALE.get(module, 1.0) * (1.0 + TREND_PER_DAY * max(0, days_since_epoch))
+    draw = random.Random(mix64(seed, index, name_hash(module), day)).random
+    jitter = base * DAILY_JITTER
+    return tuple([base + jitter * draw() for _ in range(n)])
 
 
-def drift_factor(day_hash: int, metric: int) -> float:
-    """1.0 to 1.01: other players overtake a little every day, even while this one is idle."""
-    salted = ((day_hash ^ _DRIFT_SALTS[metric & 0xFF]) * 0xBF58476D1CE4E5B9) & _M64
-    return 1.0 + ((salted >> 40) % 1000) / 100_000
-
-
-def board_rank(raw: float, scale: float, drift: float) -> int:
-    return max(1, min(RANK_CAP, int(raw * scale * drift)))
+def board_rank(raw: float, factor: float) -> int:
+    return max(1, min(RANK_CAP, int(raw * factor)))

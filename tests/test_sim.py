@@ -27,7 +27,6 @@ REGULAR = MODULES[GameMode.REGULAR]
 IRONMAN = MODULES[GameMode.IRONMAN]
 HARDCORE = MODULES[GameMode.HARDCORE]
 ULTIMATE = MODULES[GameMode.ULTIMATE]
-DEADMAN = MODULES[GameMode.DEADMAN]
 
 
 class Clock:
@@ -260,7 +259,6 @@ async def test_the_payload_follows_the_clock(sim: httpx.AsyncClient, population,
         (lookup(), {}),
         (lookup(fmt="ws"), {"player": "Nobody"}),
         ("/m=hiscore_oldschool_bogus/index_lite.json", {"player": "Sim 1"}),
-        (lookup(DEADMAN), {"player": "Sim 1"}),
         ("/m=hiscore_oldschool/index_lite.xml", {"player": "Sim 1"}),
         ("/", {}),
     ],
@@ -284,104 +282,24 @@ async def test_not_found_is_the_html_404(sim: httpx.AsyncClient, path: str, para
 async def test_each_account_type_is_on_its_boards_only(
     sim: httpx.AsyncClient, population: Population, account_type: GameMode, boards: set[str]
 ) -> None:
-    player = first(population, lambda p: p.account_type == account_type)
+    player = first(population, lambda p: p.account_type == account_type and set(p.boards) == boards)
     for module in MODULES.values():
         response = await sim.get(lookup(module), params={"player": player.name})
         assert response.status_code == (200 if module in boards else 404), module
 
 
-# --- pins -------------------------------------------------------------------------------------
-
-
-async def test_a_pin_is_served_once_then_synthetic_again(sim: httpx.AsyncClient) -> None:
-    synthetic = await sim.get(lookup(), params={"player": "Sim 5"})
-    pinned = {"name": "Sim 5", "skills": [], "activities": []}
-    assert (await sim.post("/_sim/pin/sim_5", json={"body": pinned})).status_code == 204
-    first_answer = await sim.get(lookup(), params={"player": "SIM 5"})
-    assert first_answer.status_code == 200 and first_answer.json() == pinned
-    again = await sim.get(lookup(), params={"player": "Sim 5"})
-    assert again.content == synthetic.content
-
-
-async def test_pins_queue_in_order_and_count_uses(sim: httpx.AsyncClient) -> None:
-    await sim.post("/_sim/pin/Sim 6", json={"status": 503, "body": "down", "times": 2})
-    await sim.post("/_sim/pin/Sim 6", json={"status": 404, "body": "gone"})
-    answers = [await sim.get(lookup(), params={"player": "Sim 6"}) for _ in range(4)]
-    assert [a.status_code for a in answers] == [503, 503, 404, 200]
-    assert answers[0].text == "down" and answers[2].text == "gone"
-
-
-async def test_a_forever_pin_lasts_until_deleted(sim: httpx.AsyncClient) -> None:
-    await sim.post("/_sim/pin/Sim 7", json={"status": 429, "body": {"x": 1}, "times": -1})
-    for _ in range(5):
-        response = await sim.get(lookup(fmt="ws"), params={"player": "Sim 7"})
-        assert response.status_code == 429 and response.json() == {"x": 1}
-    assert (await sim.delete("/_sim/pin/sim-7")).status_code == 204
-    assert (await sim.get(lookup(), params={"player": "Sim 7"})).status_code == 200
-
-
-async def test_an_outage_page_is_served_as_given(sim: httpx.AsyncClient) -> None:
-    html = (ROOT / "tests" / "data" / "outage_200.html").read_text()
-    pin = {"status": 200, "body": html, "content_type": "text/html; charset=utf-8"}
-    await sim.post("/_sim/pin/Sim 8", json=pin)
-    response = await sim.get(lookup(), params={"player": "Sim 8"})
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "text/html; charset=utf-8"
-    assert response.text == html
-
-
-async def test_a_pinned_name_outside_the_population_is_known_while_pinned(
-    sim: httpx.AsyncClient,
+async def test_every_board_has_players_and_answers_only_for_them(
+    sim: httpx.AsyncClient, population: Population
 ) -> None:
-    mid = (ROOT / "tests" / "data" / "synthetic_mid.index_lite.json").read_text()
-    await sim.post("/_sim/pin/Synth Mid", json={"body": mid})
-    response = await sim.get(lookup(), params={"player": "synth_mid"})
-    assert response.status_code == 200 and response.text == mid
-    assert (await sim.get(lookup(), params={"player": "synth_mid"})).status_code == 404
-
-
-async def test_a_pin_on_one_board_leaves_the_others_alone(sim: httpx.AsyncClient, population):
-    iron = first(population, lambda p: p.account_type == GameMode.IRONMAN)
-    await sim.post(f"/_sim/pin/{iron.name}", json={"status": 500, "module": IRONMAN})
-    assert (await sim.get(lookup(), params={"player": iron.name})).status_code == 200
-    assert (await sim.get(lookup(IRONMAN), params={"player": iron.name})).status_code == 500
-    assert (await sim.get(lookup(IRONMAN), params={"player": iron.name})).status_code == 200
-
-
-async def test_deleting_all_pins(sim: httpx.AsyncClient) -> None:
-    for name in ("Sim 9", "Sim 10"):
-        await sim.post(f"/_sim/pin/{name}", json={"status": 502, "times": -1})
-    assert (await sim.get("/_sim/pins")).json() == {"sim_9": 1, "sim_10": 1}
-    assert (await sim.delete("/_sim/pins")).status_code == 204
-    for name in ("Sim 9", "Sim 10"):
-        assert (await sim.get(lookup(), params={"player": name})).status_code == 200
-
-
-@pytest.mark.parametrize(
-    "body,status",
-    [
-        (b"not json", 400),
-        (b"[1, 2]", 422),
-        (b'{"status": 99}', 422),
-        (b'{"status": "200"}', 422),
-        (b'{"times": 0}', 422),
-        (b'{"module": "hiscore_oldschool_bogus"}', 422),
-        (b'{"content_type": "text/html\\r\\nx: y"}', 422),
-        (b'{"stauts": 500}', 422),
-    ],
-)
-async def test_a_bad_pin_is_refused_with_a_detail(
-    sim: httpx.AsyncClient, body: bytes, status: int
-) -> None:
-    response = await sim.post("/_sim/pin/Sim 1", content=body)
-    assert response.status_code == status
-    assert response.json()["detail"]
-    assert (await sim.get("/_sim/pins")).json() == {}
-
-
-async def test_a_pin_for_an_impossible_name_is_refused(sim: httpx.AsyncClient) -> None:
-    response = await sim.post("/_sim/pin/much too long name", json={})
-    assert response.status_code == 400 and "detail" in response.json()
+    for module in MODULES.values():
+        on_board = first(population, lambda p, m=module: m in p.boards)
+        # Everyone is on the regular board: only a stranger is not.
+        off_board = next((p.name for p in population.players if module not in p.boards), "Zezima")
+        for fmt in ("json", "ws"):
+            params = {"player": on_board.name}
+            assert (await sim.get(lookup(module, fmt), params=params)).status_code == 200
+            params = {"player": off_board}
+            assert (await sim.get(lookup(module, fmt), params=params)).status_code == 404
 
 
 # --- control routes ---------------------------------------------------------------------------
@@ -391,7 +309,28 @@ async def test_health_players_and_stats(sim: httpx.AsyncClient, population: Popu
     assert (await sim.get("/_sim/health")).json() == {"status": "ok", "players": 400}
     page = (await sim.get("/_sim/players", params={"limit": 3, "offset": 10})).json()
     assert [p["name"] for p in page] == ["Sim 11", "Sim 12", "Sim 13"]
-    assert set(page[0]) == {"name", "key", "active", "account_type"}
+    assert set(page[0]) == {
+        "name",
+        "key",
+        "active",
+        "account_type",
+        "account_type_now",
+        "profile",
+        "build",
+        "boards",
+        "died_at_tick",
+        "died_at",
+        "deironed_at_tick",
+        "deironed_at",
+    }
+    bossers = (await sim.get("/_sim/players", params={"profile": "bosser"})).json()
+    assert bossers and all(p["profile"] == "bosser" and p["active"] for p in bossers)
+    assert (await sim.get("/_sim/players", params={"profile": "afk"})).status_code == 400
+    params = {"account_type_now": "de_ironed", "limit": 400}
+    deironed = (await sim.get("/_sim/players", params=params)).json()
+    ticks = population.ticks_at(T0)
+    assert deironed and all(p["deironed_at_tick"] < ticks for p in deironed)
+    assert all(p["deironed_at"] == population.time_of_tick(p["deironed_at_tick"]) for p in deironed)
     actives = (await sim.get("/_sim/players", params={"active": "true", "limit": 20})).json()
     assert len(actives) == 20 and all(p["active"] for p in actives)
     irons = (await sim.get("/_sim/players", params={"account_type": "ironman"})).json()
@@ -402,9 +341,15 @@ async def test_health_players_and_stats(sim: httpx.AsyncClient, population: Popu
     await sim.get(lookup(), params={"player": "Nobody"})
     await sim.get(lookup(fmt="ws"), params={"player": "Sim 2"})
     stats = (await sim.get("/_sim/stats")).json()
-    assert stats == {"requests": 3, "by_status": {"200": 2, "404": 1}}
+    assert stats == {
+        "requests": 3,
+        "by_status": {"200": 2, "404": 1},
+        "faults": {},
+        "outage_now": False,
+    }
     assert (await sim.delete("/_sim/stats")).status_code == 204
-    assert (await sim.get("/_sim/stats")).json() == {"requests": 0, "by_status": {}}
+    stats = (await sim.get("/_sim/stats")).json()
+    assert (stats["requests"], stats["by_status"]) == (0, {})
 
 
 async def test_an_unknown_control_route_is_a_json_404(sim: httpx.AsyncClient) -> None:
