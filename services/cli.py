@@ -28,22 +28,43 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _sim(args: argparse.Namespace) -> int:
     from sim.app import serve
+    from sim.faults import FaultError, parse_prefix, parse_rate
     from sim.population import DEFAULT_EPOCH
 
     if args.epoch is None:
         args.epoch = DEFAULT_EPOCH
+    try:
+        faults = dict(
+            faults=args.faults,
+            fault_rates=dict(parse_rate(r) for r in args.fault_rate) or None,
+            fault_prefixes=dict(parse_prefix(p) for p in args.fault_prefix) or None,
+            retry_after_s=args.retry_after,
+            slow_s=args.slow,
+            outage=args.outage or None,
+            outage_every_s=args.outage_every,
+            outage_for_s=args.outage_for,
+            new_bosses=args.new_boss or None,
+        )
+    except FaultError as exc:
+        print(f"osrs-diff sim: {exc.detail}", file=sys.stderr)
+        return 2
 
     print(
         f"hiscores simulator: {args.players} players on http://{args.host}:{args.port}", flush=True
     )
-    serve(
-        players=args.players,
-        port=args.port,
-        host=args.host,
-        seed=args.seed,
-        tick_s=args.tick,
-        epoch=args.epoch,
-    )
+    try:
+        serve(
+            players=args.players,
+            port=args.port,
+            host=args.host,
+            seed=args.seed,
+            tick_s=args.tick,
+            epoch=args.epoch,
+            **faults,
+        )
+    except FaultError as exc:
+        print(f"osrs-diff sim: {exc.detail}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -88,6 +109,43 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="unix time of tick 0, or 'now' (use 'now' with short ticks, or active "
         "players are at 200M xp already); default 2025-01-01",
+    )
+    faults = sim.add_argument_group(
+        "faults", "misbehave like the real hiscores (also at run time: PUT /_sim/faults)"
+    )
+    faults.add_argument("--faults", help="the whole fault config as JSON, or @FILE")
+    faults.add_argument(
+        "--fault-rate",
+        action="append",
+        default=[],
+        metavar="KIND=P",
+        help="serve KIND (404, 429, 500, 502, 503, 504, slow, html200, truncated,"
+        " wrong_type, reset) to a share P of requests; repeatable",
+    )
+    faults.add_argument(
+        "--fault-prefix",
+        action="append",
+        default=[],
+        metavar="PREFIX=KIND",
+        help="always serve KIND to names starting with PREFIX; repeatable",
+    )
+    faults.add_argument("--retry-after", type=int, help="Retry-After of a 429 (s, default 1)")
+    faults.add_argument("--slow", type=float, help="delay of a slow answer (s, default 15)")
+    faults.add_argument(
+        "--outage",
+        action="store_true",
+        help="answer every request with the HTML outage page until switched off",
+    )
+    faults.add_argument(
+        "--outage-every", type=float, metavar="S", help="an outage window every S s"
+    )
+    faults.add_argument("--outage-for", type=float, metavar="S", help="... lasting S s")
+    faults.add_argument(
+        "--new-boss",
+        action="append",
+        default=[],
+        metavar="NAME@AFTER",
+        help="insert a boss after an existing entry (JSON and CSV); repeatable",
     )
     sim.set_defaults(func=_sim)
 
