@@ -93,9 +93,11 @@ def create_app(
         stream=JStream(subjects.CMD_STREAM, declare=False),
         durable=subjects.FETCHER_CONSUMER,
         pull_sub=PullSub(batch_size=concurrency, timeout=1.0),
-        # A command whose fetcher died is redelivered after 30 s, then later and later; the
-        # handler dead-letters one that failed MAX_ATTEMPTS times, before the server gives up.
-        config=ConsumerConfig(max_deliver=MAX_ATTEMPTS + 4, backoff=[30, 60, 120, 300, 600]),
+        # A command whose fetcher died comes back after the ack wait; a failed one is nak'd with
+        # a growing delay (retry_delay). No server-side `backoff`: with it, nats-server 2.15
+        # ignores the delay of a second nak. The handler dead-letters a command that failed
+        # MAX_ATTEMPTS times, before the server's own bound.
+        config=ConsumerConfig(ack_wait=30, max_deliver=MAX_ATTEMPTS + 4),
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         max_workers=concurrency,
