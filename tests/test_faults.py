@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-import services.fetcher.app as fetcher_app
+import services.fetcher.worker as fetcher_worker
 from services.fetcher.app import create_app as create_fetcher
 from services.fetcher.resilience import CircuitBreaker, RetryPolicy
 from services.local import free_port, wait_for_port
@@ -110,7 +110,7 @@ async def until(check, timeout: float, what: str, js=None):
 
 
 async def test_every_fault_is_recorded_and_no_command_is_lost(js, nats_url, simulator, monkeypatch):
-    monkeypatch.setattr(fetcher_app, "retry_delay", lambda attempt, retry_after=None: 1.0)
+    monkeypatch.setattr(fetcher_worker, "retry_delay", lambda attempt, retry_after=None: 1.0)
     settings = Settings(
         nats_url=nats_url,
         hiscores_url=simulator,

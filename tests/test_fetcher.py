@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from services.fetcher.app import create_app, retry_delay
+from services.fetcher.app import create_app
 from services.fetcher.client import HiscoresClient
 from services.fetcher.handler import FetchHandler
 from services.fetcher.resilience import CircuitBreaker, RetryPolicy
+from services.fetcher.worker import retry_delay
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchCompleted, FetchOutcome, FetchRequested, HiscoreObserved, decode
@@ -147,7 +148,7 @@ async def test_a_poisoned_command_is_dead_lettered_and_the_next_one_is_served(js
 async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(
     js, nats_url, monkeypatch
 ):
-    import services.fetcher.app as fetcher_app
+    import services.fetcher.worker as fetcher_worker
 
     calls = []
     real_handle = FetchHandler.handle
@@ -159,7 +160,7 @@ async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(
         return await real_handle(self, cmd)
 
     monkeypatch.setattr(FetchHandler, "handle", flaky_handle)
-    monkeypatch.setattr(fetcher_app, "retry_delay", lambda attempt, retry_after=None: 0.2)
+    monkeypatch.setattr(fetcher_worker, "retry_delay", lambda attempt, retry_after=None: 0.2)
     await natsx.publish(
         js,
         subjects.fetch_subject("nobody"),
@@ -186,3 +187,67 @@ async def test_consecutive_not_found_answers_are_counted_and_reset_by_data(js):
     handler = await _handler(js, hiscores)
     streaks = [(await handler.handle(_cmd())).completed.not_found_streak for _ in range(4)]
     assert streaks == [1, 2, 3, 0]
+
+
+async def test_a_command_under_an_outage_is_retried_past_any_attempt_limit(
+    js, nats_url, monkeypatch
+):
+    import services.fetcher.worker as fetcher_worker
+
+    calls: list[int] = []
+    real_handle = FetchHandler.handle
+
+    async def counting_handle(self, cmd):
+        calls.append(1)
+        return await real_handle(self, cmd)
+
+    monkeypatch.setattr(FetchHandler, "handle", counting_handle)
+    monkeypatch.setattr(fetcher_worker, "retry_delay", lambda attempt, retry_after=None: 0.05)
+    await natsx.publish(
+        js,
+        subjects.fetch_subject("nobody"),
+        _cmd("nobody"),
+        msg_id="n:1",
+        stream=subjects.CMD_STREAM,
+    )
+    settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
+
+    async def many_attempts() -> bool:
+        return len(calls) > fetcher_worker.MAX_ATTEMPTS + 2
+
+    await _run_fetcher(settings, many_attempts)
+    assert (await js.stream_info(subjects.CMD_STREAM)).state.messages == 1  # still queued
+    assert (await js.stream_info(subjects.DEAD_STREAM)).state.messages == 0
+
+
+async def test_commands_waiting_for_a_free_worker_are_not_redelivered(js, nats_url, monkeypatch):
+    import services.fetcher.worker as fetcher_worker
+
+    monkeypatch.setattr(fetcher_worker, "ACK_WAIT_S", 1)
+    monkeypatch.setattr(fetcher_worker, "HEARTBEAT_S", 0.3)
+    handled: list[str] = []
+    real_handle = FetchHandler.handle
+
+    async def slow_handle(self, cmd):
+        handled.append(cmd.player_key)
+        await asyncio.sleep(2.5)  # longer than the ack wait: only heartbeats keep it
+        return await real_handle(self, cmd)
+
+    monkeypatch.setattr(FetchHandler, "handle", slow_handle)
+    for i in range(4):
+        await natsx.publish(
+            js,
+            subjects.fetch_subject(f"p{i}"),
+            _cmd(f"p{i}"),
+            msg_id=f"p{i}:1",
+            stream=subjects.CMD_STREAM,
+        )
+    settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9", fetch_concurrency=2)
+
+    async def four_handled_and_settled() -> bool:
+        await asyncio.sleep(0.2)
+        return len(handled) >= 4 and len(handled) == len(set(handled))
+
+    await _run_fetcher(settings, four_handled_and_settled, timeout=20)
+    await asyncio.sleep(0)
+    assert sorted(handled) == ["p0", "p1", "p2", "p3"]  # each once
