@@ -182,11 +182,14 @@ async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(
 
 async def test_consecutive_not_found_answers_are_counted_and_reset_by_data(js):
     hiscores = ScriptedHiscores(
-        *[(404, NOT_FOUND, "text/html")] * 6, (200, MID, "application/json")
+        *[(404, NOT_FOUND, "text/html")] * 6,
+        *[(503, b"", "text/plain")] * 3,  # an outage says nothing: the count stays
+        *[(404, NOT_FOUND, "text/html")] * 2,
+        (200, MID, "application/json"),
     )
     handler = await _handler(js, hiscores)
-    streaks = [(await handler.handle(_cmd())).completed.not_found_streak for _ in range(4)]
-    assert streaks == [1, 2, 3, 0]
+    streaks = [(await handler.handle(_cmd())).completed.not_found_streak for _ in range(6)]
+    assert streaks == [1, 2, 3, 3, 4, 0]
 
 
 async def test_a_command_under_an_outage_is_retried_past_any_attempt_limit(

@@ -169,10 +169,30 @@ def test_impossible_values_are_refused_with_a_precise_detail(change, detail):
         parse_json(json.dumps(payload).encode())
 
 
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (lambda p: p["skills"][0].update(rank=-1, level=99999), "above the maximum"),
+        (lambda p: p["skills"][0].update(rank=-1, xp=4_900_000_000), "above the maximum"),
+        (lambda p: p["activities"][9].update(rank=-1, score=123456), "unranked shows rank -1"),
+        (lambda p: p["activities"][9].update(rank=10, score=-1), "unranked shows rank -1"),
+        (lambda p: p["skills"][5].update(rank=-1), "unranked but shows level"),
+        (lambda p: p["skills"][5].update(xp=-1, level=1), "without xp"),
+    ],
+)
+def test_unranked_semantics_are_enforced(change, detail):
+    payload = json.loads(MID)
+    change(payload)
+    with pytest.raises(MalformedHiscores, match=re.escape(detail)):
+        parse_json(json.dumps(payload).encode())
+
+
 def test_unranked_skills_may_leave_overall_above_the_shown_sums_but_not_beyond_them():
     payload = json.loads(LOW)
+    payload["skills"][0]["level"] = 1500  # 6 unranked skills may hold up to 588 more levels
+    parse_json(json.dumps(payload).encode())
     payload["skills"][0]["level"] = 2376 + 1
-    with pytest.raises(MalformedHiscores, match="Overall level 2377 cannot hold"):
+    with pytest.raises(MalformedHiscores, match="above the maximum"):
         parse_json(json.dumps(payload).encode())
 
 

@@ -22,7 +22,7 @@ def payloads(draw) -> dict:
     skills = []
     for name in LEVELLED:
         xp = draw(skill_xp)
-        rank = -1 if xp == -1 else draw(ranks)
+        rank = -1 if xp == -1 else draw(st.integers(1, 2_000_000))
         skills.append({"name": name, "rank": rank, "level": level(xp), "xp": xp})
     overall = {
         "name": "Overall",
@@ -34,7 +34,11 @@ def payloads(draw) -> dict:
     for name in ACTIVITY_NAMES:
         score = draw(scores)
         activities.append(
-            {"name": name, "rank": -1 if score == -1 else draw(ranks), "score": score}
+            {
+                "name": name,
+                "rank": -1 if score == -1 else draw(st.integers(1, 2_000_000)),
+                "score": score,
+            }
         )
     return {"skills": [overall, *skills], "activities": activities}
 

@@ -152,18 +152,18 @@ class FetchHandler:
     async def _count_misses(self, cmd: FetchRequested, outcome: FetchOutcome) -> int:
         """Consecutive `not_found` answers for this player on this board (0 after any data)."""
         key = f"misses.{subjects.hash_key(cmd.mode, cmd.player_key)}"
-        if outcome not in (FetchOutcome.NOT_FOUND, FetchOutcome.CHANGED, FetchOutcome.UNCHANGED):
-            return 0  # an outage or bad data says nothing either way; the count is left as is
         try:
             misses = int((await self.hashes.get(key)).value or b"0")
         except KeyNotFoundError:
             misses = 0
-        if outcome is not FetchOutcome.NOT_FOUND:
+        if outcome is FetchOutcome.NOT_FOUND:
+            await self.hashes.put(key, str(misses + 1).encode())
+            return misses + 1
+        if outcome in (FetchOutcome.CHANGED, FetchOutcome.UNCHANGED):
             if misses:
                 await self.hashes.delete(key)
             return 0
-        await self.hashes.put(key, str(misses + 1).encode())
-        return misses + 1
+        return misses  # an outage or bad data says nothing either way
 
 
 def _overall_xp(hiscores) -> int:

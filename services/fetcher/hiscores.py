@@ -27,6 +27,8 @@ class Layout(msgspec.Struct, frozen=True):
 
 
 CURRENT_LAYOUT = Layout(SKILL_NAMES, ACTIVITY_NAMES)
+MAX_TOTAL_LEVEL = MAX_LEVEL * (len(SKILL_NAMES) - 1)  # 2376
+MAX_TOTAL_XP = MAX_SKILL_XP * (len(SKILL_NAMES) - 1)  # 4,800,000,000
 
 
 class Hiscores(msgspec.Struct, frozen=True):
@@ -118,6 +120,13 @@ def validate(hiscores: Hiscores, layout: Layout | None = None) -> None:
             raise MalformedHiscores(f"{skill.name}: level {skill.level} outside 1-{MAX_LEVEL}")
         if skill.xp > MAX_SKILL_XP:
             raise MalformedHiscores(f"{skill.name}: xp {skill.xp} above {MAX_SKILL_XP:,}")
+        if skill.rank == -1 and (skill.xp not in (-1, 0) or skill.level != 1):
+            raise MalformedHiscores(
+                f"{skill.name}: unranked but shows level {skill.level}, xp {skill.xp} "
+                "(unranked shows level 1, xp -1)"
+            )
+        if skill.rank != -1 and skill.xp < 0:
+            raise MalformedHiscores(f"{skill.name}: ranked {skill.rank} without xp")
         if skill.xp >= 0 and skill.level != level(skill.xp):
             raise MalformedHiscores(
                 f"{skill.name}: level {skill.level} does not match {skill.xp} xp "
@@ -130,13 +139,25 @@ def validate(hiscores: Hiscores, layout: Layout | None = None) -> None:
         _check_rank(activity.name, activity.rank)
         if activity.score < -1:
             raise MalformedHiscores(f"{activity.name}: score {activity.score} is negative")
-    if overall is not None and overall.rank != -1:
+        if (activity.rank == -1) != (activity.score == -1):
+            raise MalformedHiscores(
+                f"{activity.name}: rank {activity.rank} with score {activity.score} "
+                "(unranked shows rank -1, score -1)"
+            )
+    if overall is not None:
         _check_overall(overall, levels, xps, unranked)
 
 
 def _check_overall(overall: SkillEntry, levels: int, xps: int, unranked: int) -> None:
     # Overall counts the real levels and xp of skills shown as unranked (level 1, xp -1), so
     # with unranked skills it may exceed the sums, by at most what those skills could hold.
+    if overall.level > MAX_TOTAL_LEVEL or overall.xp > MAX_TOTAL_XP:
+        raise MalformedHiscores(
+            f"Overall (level {overall.level}, xp {overall.xp}) above the maximum "
+            f"(level {MAX_TOTAL_LEVEL}, xp {MAX_TOTAL_XP:,})"
+        )
+    if overall.rank == -1:
+        return  # an unranked Overall shows nothing to add up
     if unranked == 0:
         if (overall.level, overall.xp) != (levels, xps):
             raise MalformedHiscores(
