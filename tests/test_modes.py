@@ -111,7 +111,40 @@ async def test_detection_waits_when_a_board_fails(js):
     boards = {REG: MID, IRON: b"<html>down</html>"}
     completed, _ = await detect(js, boards, mode=REG)
     assert await _mode_updates(js) == []  # no change recorded on an outage
-    assert completed.mode == REG and completed.outcome is FetchOutcome.CHANGED
+    # The fetch fails (and its command comes back): detection is retried, not put off a day.
+    assert completed.outcome is FetchOutcome.UNAVAILABLE
+    info = await js.stream_info(subjects.EVT_STREAM)
+    assert info.state.messages == 0  # no observation either
+
+
+async def test_an_ultimate_is_detected(js):
+    completed, boards = await detect(js, {REG: MID, IRON: MID, UIM: MID})
+    assert completed.mode == UIM and await _mode_updates(js) == [UIM]
+
+
+async def test_a_spurious_404_on_the_hardcore_board_is_no_death(js):
+    completed, _ = await detect(js, {REG: MID, IRON: MID}, mode=HC)  # hardcore board: 404
+    assert await _mode_updates(js) == []
+    assert completed.mode == HC
+
+
+@pytest.mark.parametrize(
+    ("current", "boards", "expected"),
+    [
+        (REG, {REG: 100, IRON: 100, HC: 100}, HC),  # the first detection finds anything
+        (IRON, {REG: 100, IRON: 100, HC: 100}, None),  # nobody becomes hardcore later
+        (DEIRON, {REG: 100, IRON: 100, HC: None, UIM: None}, None),  # de-ironing is final
+        (IRON, {REG: 120, IRON: 100}, DEIRON),
+        (HC, {REG: 100, IRON: 100, HC: 90}, IRON),  # a death: the entry is there, behind
+        (HC, {REG: 100, IRON: 100, HC: None, UIM: None}, None),  # a spurious 404
+        (UIM, {REG: 100, IRON: None}, None),  # an iron entry cannot vanish
+        (HC, {REG: None}, None),
+    ],
+)
+def test_only_proven_changes_are_recorded(current, boards, expected):
+    from services.fetcher.handler import proven_change
+
+    assert proven_change(current, account_type(boards), boards) == expected
 
 
 def test_de_ironed_uses_the_regular_module():

@@ -42,13 +42,17 @@ class FetchHandler:
 
     async def handle(self, cmd: FetchRequested) -> Fetched:
         answers: dict[GameMode, HiscoresAnswer] = {}
+        failed = None
         if cmd.detect_mode:
-            detected, answers = await self._detect(cmd)
+            detected, answers, failed = await self._detect(cmd)
             if detected is not None and detected != cmd.mode:
                 await self._mode_changed(cmd, detected)
                 cmd = msgspec.structs.replace(cmd, mode=detected)
         board = GameMode.REGULAR if cmd.mode is GameMode.DE_IRONED else cmd.mode
-        answer = answers.get(board) or await self.hiscores.lookup(cmd.display_name, cmd.mode)
+        # A board that failed during detection fails the fetch: the command comes back and
+        # detection is tried again, rather than put off for a day.
+        answer = failed or answers.get(board)
+        answer = answer or await self.hiscores.lookup(cmd.display_name, cmd.mode)
         observed_at = utcnow()
         if answer.hiscores is None:
             outcome = answer.outcome
@@ -124,15 +128,16 @@ class FetchHandler:
 
     async def _detect(
         self, cmd: FetchRequested
-    ) -> tuple[GameMode | None, dict[GameMode, HiscoresAnswer]]:
+    ) -> tuple[GameMode | None, dict[GameMode, HiscoresAnswer], HiscoresAnswer | None]:
         """Ask the boards in turn (regular, ironman, hardcore, ultimate), stopping as soon as
-        the account type is clear. None when the account is on no board or a board failed."""
+        the account type is clear. Returns the type the boards prove (None: no change proven),
+        every answer, and the answer of a board that failed."""
         answers: dict[GameMode, HiscoresAnswer] = {}
         overall: dict[GameMode, int | None] = {}
         for board in (GameMode.REGULAR, GameMode.IRONMAN, GameMode.HARDCORE, GameMode.ULTIMATE):
             answer = answers[board] = await self.hiscores.lookup(cmd.display_name, board)
             if answer.hiscores is None and answer.outcome is not FetchOutcome.NOT_FOUND:
-                return None, answers  # an outage or bad data: decide on another day
+                return None, answers, answer  # an outage or bad data: decide when it is over
             overall[board] = _overall_xp(answer.hiscores) if answer.hiscores else None
             if overall[board] is None and board in (GameMode.REGULAR, GameMode.IRONMAN):
                 break
@@ -140,7 +145,7 @@ class FetchHandler:
                 break  # de-ironed
             if board is GameMode.HARDCORE and overall[board] is not None:
                 break
-        return account_type(overall), answers
+        return proven_change(cmd.mode, account_type(overall), overall), answers, None
 
     async def _mode_changed(self, cmd: FetchRequested, detected: GameMode) -> None:
         event = PlayerUpdated(player_key=cmd.player_key, mode=detected, by="fetcher")
@@ -168,3 +173,30 @@ class FetchHandler:
 
 def _overall_xp(hiscores) -> int:
     return next(s.xp for s in hiscores.skills if s.name == "Overall")
+
+
+# What an account can become: irons can de-iron, a hardcore can die (to ironman), an ultimate
+# can drop to ironman; nobody goes back. REGULAR is also where an undetected account starts.
+_CAN_BECOME: dict[GameMode, frozenset[GameMode]] = {
+    GameMode.IRONMAN: frozenset({GameMode.DE_IRONED}),
+    GameMode.HARDCORE: frozenset({GameMode.IRONMAN, GameMode.DE_IRONED}),
+    GameMode.ULTIMATE: frozenset({GameMode.IRONMAN, GameMode.DE_IRONED}),
+    GameMode.DE_IRONED: frozenset(),
+}
+
+
+def proven_change(
+    current: GameMode, detected: GameMode | None, overall: dict[GameMode, int | None]
+) -> GameMode | None:
+    """`detected` when the boards prove the change, else None. A board answering 404 where the
+    account must still be (a hardcore's entry stays, frozen, after death) is a spurious 404
+    (reported during outages), not a change."""
+    if detected is None or detected == current:
+        return None
+    if current not in _CAN_BECOME:
+        return detected  # REGULAR: the first detection may find anything
+    if detected not in _CAN_BECOME[current]:
+        return None
+    if current in (GameMode.HARDCORE, GameMode.ULTIMATE) and overall.get(current) is None:
+        return None  # its own board said 404: an entry that cannot vanish
+    return detected
