@@ -7,7 +7,7 @@ import pytest
 
 from services.fetcher.app import create_app
 from services.fetcher.client import HiscoresClient
-from services.fetcher.handler import FetchHandler
+from services.fetcher.handler import Fetched, FetchHandler
 from services.fetcher.resilience import CircuitBreaker, RetryPolicy
 from services.fetcher.worker import retry_delay
 from shared import nats as natsx
@@ -229,12 +229,13 @@ async def test_commands_waiting_for_a_free_worker_are_not_redelivered(js, nats_u
     monkeypatch.setattr(fetcher_worker, "ACK_WAIT_S", 1)
     monkeypatch.setattr(fetcher_worker, "HEARTBEAT_S", 0.3)
     handled: list[str] = []
-    real_handle = FetchHandler.handle
 
     async def slow_handle(self, cmd):
         handled.append(cmd.player_key)
         await asyncio.sleep(2.5)  # longer than the ack wait: only heartbeats keep it
-        return await real_handle(self, cmd)
+        return Fetched(
+            FetchCompleted(player_key=cmd.player_key, mode=cmd.mode, outcome=FetchOutcome.UNCHANGED)
+        )
 
     monkeypatch.setattr(FetchHandler, "handle", slow_handle)
     for i in range(4):

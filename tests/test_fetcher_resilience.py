@@ -149,3 +149,35 @@ def test_backoff_has_jitter_within_its_ceiling(attempt):
     ceiling = min(8.0, 0.5 * 2 ** (attempt - 1))
     assert all(0 <= d <= ceiling for d in delays)
     assert len({round(d, 6) for d in delays}) > 150
+
+
+async def test_answers_to_requests_sent_before_a_trip_do_not_close_the_breaker():
+    breaker = CircuitBreaker(cooldown_s=10)
+    await breaker.record(ok=False, outage=True, probe=False)
+    await breaker.record(ok=True, outage=False, probe=False)  # sent before the trip
+    assert breaker.state is BreakerState.OPEN
+
+
+async def test_a_cancelled_probe_frees_its_turn():
+    now = [0.0]
+    breaker = CircuitBreaker(cooldown_s=1, clock=lambda: now[0])
+    await breaker.record(ok=False, outage=True, probe=False)
+    now[0] = 2
+    assert await breaker.acquire() is True
+    await breaker.abandon(probe=True)
+    assert await asyncio.wait_for(breaker.acquire(), 1) is True  # another probe may go
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("7", 7.0), ("inf", 3600.0), ("nan", None), ("-3", 0.0), ("soon", None)],
+)
+def test_retry_after_is_read_sanely(header, expected):
+    import httpx
+
+    from services.fetcher.client import classify
+
+    response = httpx.Response(
+        429, headers={"Retry-After": header}, request=httpx.Request("GET", "http://hiscores/")
+    )
+    assert classify(response).retry_after == expected

@@ -23,6 +23,7 @@ from shared.modes import GameMode, hiscores_path
 log = logging.getLogger("osrs.fetcher")
 
 USER_AGENT = "osrs-diff/0.1 (progress tracker; +https://github.com/osrs-diff/osrs-diff)"
+MAX_RETRY_AFTER_S = 3600.0  # a longer (or infinite) Retry-After is taken as an hour
 TRANSIENT = frozenset({FetchOutcome.UNAVAILABLE, FetchOutcome.RATE_LIMITED})
 
 
@@ -90,9 +91,15 @@ class HiscoresClient:
 
     async def _attempts(self, display_name: str, mode: GameMode, fmt: str) -> HiscoresAnswer:
         for attempt in range(1, self.policy.attempts + 1):
-            probe = await self.breaker.acquire()
             async with self.limiter:
-                answer = await self._request(display_name, mode, fmt)
+                # The breaker is asked last, right before the request: a request that waited for
+                # the limiter must not go out into an outage tripped meanwhile.
+                probe = await self.breaker.acquire()
+                try:
+                    answer = await self._request(display_name, mode, fmt)
+                except BaseException:
+                    await self.breaker.abandon(probe)
+                    raise
             await self.breaker.record(ok=not answer.transient, outage=answer.outage, probe=probe)
             if not answer.transient or attempt == self.policy.attempts:
                 return answer
@@ -157,6 +164,9 @@ def classify(response: httpx.Response, fmt: str = "json") -> HiscoresAnswer:
 def _retry_after(response: httpx.Response) -> float | None:
     raw = response.headers.get("retry-after")
     try:
-        return max(0.0, float(raw)) if raw else None
+        seconds = float(raw) if raw else None
     except ValueError:
         return None
+    if seconds is None or seconds != seconds:  # absent, or NaN
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)

@@ -44,7 +44,11 @@ class RateLimiter:
         start = max(now, self._next_start)
         self._next_start = start + self.interval
         if start > now:
-            await asyncio.sleep(start - now)
+            try:
+                await asyncio.sleep(start - now)
+            except BaseException:
+                self._slots.release()  # cancelled while waiting for its turn
+                raise
 
     async def __aexit__(self, *exc) -> None:
         self._slots.release()
@@ -102,6 +106,8 @@ class CircuitBreaker:
         async with self._changed:
             if probe:
                 self._probe_in_flight = False
+            elif self.state is not BreakerState.CLOSED:
+                return  # a request let through before the trip says nothing about now
             if ok:
                 if self.state is not BreakerState.CLOSED:
                     log.info("breaker_closed after=%d trips", self.trips)
@@ -120,6 +126,13 @@ class CircuitBreaker:
                 ):
                     self._open()
             self._changed.notify_all()
+
+    async def abandon(self, probe: bool) -> None:
+        """A request that never got its answer (cancelled): free the probe's turn."""
+        if probe:
+            async with self._changed:
+                self._probe_in_flight = False
+                self._changed.notify_all()
 
     def _open(self) -> None:
         self.state = BreakerState.OPEN

@@ -155,7 +155,7 @@ class Scheduler:
                         mode=player.mode,
                         reason=FetchReason.SCHEDULED,
                         slot=due.slot,
-                        detect_mode=player.detect_mode and daily_slot(due.slot, player.interval_s),
+                        detect_mode=player.detect_mode and self._detect_due(player, due.slot),
                     ),
                 )
             )
@@ -173,6 +173,12 @@ class Scheduler:
         if commands:
             log.info("published_due count=%d failed=%d", len(commands) - failed, failed)
         return len(commands) - failed
+
+    def _detect_due(self, player, slot: int) -> bool:
+        """Detection runs daily, and on every fetch until one has completed since tracking (the
+        first one may have failed, or still be on its way)."""
+        fetched_since = self.last_fetched.get(player.key, float("-inf")) >= player.since
+        return daily_slot(slot, player.interval_s) or not fetched_since
 
     async def _publish(self, cmd: FetchRequested) -> None:
         await natsx.publish(
