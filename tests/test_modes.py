@@ -73,11 +73,15 @@ async def detect(js, payloads, mode=REG):
 
 
 async def _mode_updates(js) -> list[str]:
+    """Every PlayerUpdated{mode} published, in order."""
     info = await js.stream_info(subjects.EVT_STREAM, subjects_filter=subjects.PLAYER_UPDATED)
-    if not (info.state.subjects or {}).get(subjects.PLAYER_UPDATED):
+    count = (info.state.subjects or {}).get(subjects.PLAYER_UPDATED, 0)
+    if not count:
         return []
-    msg = await js.get_last_msg(subjects.EVT_STREAM, subjects.PLAYER_UPDATED)
-    return [decode(msg.data, PlayerUpdated).mode]
+    sub = await js.pull_subscribe(subjects.PLAYER_UPDATED, stream=subjects.EVT_STREAM)
+    msgs = await sub.fetch(count, timeout=2)
+    await sub.unsubscribe()
+    return [decode(m.data, PlayerUpdated).mode for m in msgs]
 
 
 async def test_an_ironman_is_detected_and_fetched_from_its_board(js):
