@@ -19,6 +19,7 @@ from shared import db
 from shared.settings import Settings
 
 DATA = Path(__file__).parent / "data"
+pytest_plugins = ["tests.sim_fixtures"]  # the simulator tests' population, clock and app
 
 
 @pytest.fixture(scope="session")

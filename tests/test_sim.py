@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,47 +16,17 @@ import pytest
 from shared.metrics import ACTIVITY_NAMES, SKILL_NAMES
 from shared.modes import MODULES, GameMode
 from shared.xp import MAX_SKILL_XP
-from sim.app import NOT_FOUND_HTML, SimApp, create_app
+from sim.app import NOT_FOUND_HTML
 from sim.payload import to_csv, to_json
 from sim.population import DEFAULT_EPOCH, Population, SimPlayer
+from tests.sim_fixtures import T0
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86_400.0
-T0 = DEFAULT_EPOCH + 400 * DAY + 3_600  # mid-morning, so a tick never crosses midnight
 REGULAR = MODULES[GameMode.REGULAR]
 IRONMAN = MODULES[GameMode.IRONMAN]
 HARDCORE = MODULES[GameMode.HARDCORE]
 ULTIMATE = MODULES[GameMode.ULTIMATE]
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def population() -> Population:
-    return Population(400, seed=1)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def app(population: Population, clock: Clock) -> SimApp:
-    return create_app(population, clock=clock)
-
-
-@pytest.fixture
-async def sim(app: SimApp) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
-        yield client
 
 
 def first(population: Population, test: Callable[[SimPlayer], bool]) -> SimPlayer:

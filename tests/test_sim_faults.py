@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -13,48 +12,18 @@ import pytest
 
 from shared.metrics import ACTIVITY_NAMES, SKILL_NAMES
 from shared.modes import MODULES, GameMode
-from sim.app import SimApp, create_app
+from sim.app import create_app
 from sim.faults import FaultError, build_faults, parse_new_boss, parse_prefix, parse_rate
 from sim.layout import make_layout
 from sim.payload import to_csv, to_json
-from sim.population import DEFAULT_EPOCH, Population
+from sim.population import Population
+from tests.sim_fixtures import T0, Clock
 
 ROOT = Path(__file__).resolve().parents[1]
-T0 = DEFAULT_EPOCH + 400 * 86_400.0 + 3_600
 REGULAR = MODULES[GameMode.REGULAR]
 IRONMAN = MODULES[GameMode.IRONMAN]
 OUTAGE_HTML = (ROOT / "tests" / "data" / "outage_200.html").read_bytes()
 NEW_BOSS = {"name": "Test Horror", "after": "Mad Angel"}
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def population() -> Population:
-    return Population(400, seed=1)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def app(population: Population, clock: Clock) -> SimApp:
-    return create_app(population, clock=clock)
-
-
-@pytest.fixture
-async def sim(app: SimApp) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
-        yield client
 
 
 def lookup(module: str = REGULAR, fmt: str = "json") -> str:
