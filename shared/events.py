@@ -119,6 +119,9 @@ class PlayerUpdated(Message, frozen=True, kw_only=True):
     mode: GameMode | None = None
     interval_s: Interval | None = None
     by: str = ""
+    # Apply the change only while the player still has this mode: a detection that was
+    # queued while a user set the mode by hand must not undo the user's choice.
+    if_mode: GameMode | None = None
 
 
 PlayerEvent = PlayerTracked | PlayerUntracked | PlayerUpdated

@@ -20,6 +20,7 @@ from shared.events import (
     HiscoreObserved,
     PlayerTracked,
     PlayerUntracked,
+    PlayerUpdated,
 )
 from tests.hiscores_double import MID, with_gain
 
@@ -308,3 +309,20 @@ async def test_an_event_that_cannot_be_applied_is_dead_lettered_on_the_careful_r
     assert _tracked(database_url) == ["after", "synth_mid"]
     assert rows(database_url, "SELECT count(*) FROM observations") == [(1,)]
     assert rows(database_url, "SELECT last_seq FROM projector_checkpoints") == [(4,)]
+
+
+async def test_a_mode_change_applies_only_while_the_mode_is_the_expected_one(js, database_url):
+    await publish_history(js)
+    for mode, if_mode in (("hardcore", None), ("ironman", "regular"), ("de_ironed", "hardcore")):
+        event = PlayerUpdated(player_key="synth_mid", mode=mode, if_mode=if_mode, by="t")
+        await natsx.publish(
+            js, subjects.PLAYER_UPDATED, event, msg_id=event.id, stream=subjects.EVT_STREAM
+        )
+    projector, pool = await projector_for(database_url, [])
+    try:
+        msgs = await fetch_all(js, subjects.EVT_STREAM, "osrs.evt.>")
+        await projector.apply_batch(subjects.EVT_STREAM, msgs)
+    finally:
+        await pool.close()
+    # hardcore by hand; the stale regular->ironman skipped; hardcore->de_ironed applied
+    assert rows(database_url, "SELECT mode FROM players") == [("de_ironed",)]

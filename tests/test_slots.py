@@ -110,3 +110,18 @@ def test_a_player_whose_mode_is_detected_waits_out_the_detection():
     assert due[0].player.detect_mode
     first = schedule.players["i"].first_slot(NOW)
     assert due_time("i", 60, first) >= NOW + 30
+
+
+def test_a_stale_mode_change_is_ignored():
+    schedule = Schedule()
+    schedule.apply(tracked("j"), NOW)
+    schedule.apply(PlayerUpdated(player_key="j", mode="hardcore", at=LONG_AGO), NOW)  # by hand
+    stale = PlayerUpdated(
+        player_key="j", mode="ironman", if_mode="regular", by="fetcher", at=LONG_AGO
+    )
+    schedule.apply(stale, NOW)
+    assert schedule.players["j"].mode == "hardcore"
+    schedule.apply(
+        PlayerUpdated(player_key="j", mode="ironman", if_mode="hardcore", at=LONG_AGO), NOW
+    )
+    assert schedule.players["j"].mode == "ironman"

@@ -148,7 +148,9 @@ class FetchHandler:
         return proven_change(cmd.mode, account_type(overall), overall), answers, None
 
     async def _mode_changed(self, cmd: FetchRequested, detected: GameMode) -> None:
-        event = PlayerUpdated(player_key=cmd.player_key, mode=detected, by="fetcher")
+        event = PlayerUpdated(
+            player_key=cmd.player_key, mode=detected, by="fetcher", if_mode=cmd.mode
+        )
         await natsx.publish(
             self.js, subjects.PLAYER_UPDATED, event, msg_id=event.id, stream=subjects.EVT_STREAM
         )

@@ -141,6 +141,7 @@ class Projector:
                         "display_name": event.display_name,
                         "mode": event.mode.value if event.mode else None,
                         "interval_s": event.interval_s,
+                        "if_mode": event.if_mode.value if event.if_mode else None,
                     },
                 )
             case _:

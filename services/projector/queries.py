@@ -40,7 +40,7 @@ UPDATE players SET
     display_name = COALESCE(%(display_name)s, display_name),
     mode = COALESCE(%(mode)s, mode),
     interval_s = COALESCE(%(interval_s)s, interval_s)
-WHERE key = %(key)s
+WHERE key = %(key)s AND (%(if_mode)s::text IS NULL OR mode = %(if_mode)s)
 """
 
 INSERT_OBSERVATION = """

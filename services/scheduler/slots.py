@@ -93,7 +93,7 @@ class Schedule:
                 self.players.pop(event.player_key, None)
             case PlayerUpdated():
                 current = self.players.get(event.player_key)
-                if current is not None:
+                if current is not None and event.if_mode in (None, current.mode):
                     self._put(
                         current.key,
                         event.display_name or current.display_name,
