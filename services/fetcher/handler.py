@@ -26,8 +26,6 @@ from shared.modes import GameMode, account_type
 
 log = logging.getLogger("osrs.fetcher")
 
-RETRYABLE = frozenset({FetchOutcome.UNAVAILABLE, FetchOutcome.RATE_LIMITED})
-
 
 class Fetched(msgspec.Struct, frozen=True):
     completed: FetchCompleted

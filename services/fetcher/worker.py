@@ -18,7 +18,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from services.fetcher.handler import RETRYABLE, FetchHandler
+from services.fetcher.client import TRANSIENT
+from services.fetcher.handler import FetchHandler
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchRequested, decode
@@ -141,7 +142,7 @@ class Worker:
             else:
                 await msg.nak(delay=retry_delay(attempt))
             return
-        if fetched.completed.outcome in RETRYABLE:
+        if fetched.completed.outcome in TRANSIENT:
             # Never dropped: tried again later and later (at most every 10 min) until served.
             await msg.nak(delay=retry_delay(attempt, fetched.retry_after))
         else:
