@@ -21,7 +21,7 @@ def test_migrate_creates_the_database_then_reports_it_up_to_date(postgres_server
     try:
         first = osrs_diff("migrate", DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
-        assert first.stdout.strip() == "applied migrations: 1, 2"
+        assert first.stdout.strip() == "applied migrations: 1, 2, 3"
         again = osrs_diff("migrate", DATABASE_URL=url)
         assert again.stdout.strip() == "schema is up to date"
     finally:

@@ -72,7 +72,9 @@ async def _until(check, timeout: float, what: str, procs: Processes):
 def _observations(database_url: str, key: str) -> int:
     with psycopg.connect(database_url) as conn:
         return conn.execute(
-            "SELECT count(*) FROM observations WHERE player_key = %s", (key,)
+            "SELECT count(*) FROM observations o JOIN players p ON p.id = o.player_id"
+            " WHERE p.key = %s",
+            (key,),
         ).fetchone()[0]
 
 

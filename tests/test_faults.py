@@ -188,7 +188,10 @@ async def test_a_layout_change_mid_run_keeps_every_player_updating(
 
     def stored() -> dict[str, int]:
         with psycopg.connect(database_url) as conn:
-            rows = conn.execute("SELECT player_key, count(*) FROM observations GROUP BY 1")
+            rows = conn.execute(
+                "SELECT p.key, count(*) FROM observations o JOIN players p ON p.id = o.player_id"
+                " GROUP BY 1"
+            )
             return dict(rows.fetchall())
 
     async def each_observed(times: int):

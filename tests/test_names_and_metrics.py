@@ -95,12 +95,11 @@ def test_latest_values_report_absent_metrics_as_unranked():
         (4, "zulrah", "activity"),
         (5, "vorkath", "activity"),
     ]
-    skills, activities = latest_values(
-        metrics, [1, 2, 4], [10, 20, 40], [1000, 99, 0], [50_000_000, 20_000_000, 77]
-    )
-    assert skills["overall"].virtual_level is None and skills["overall"].xp == 50_000_000
+    entries = {1: (10, 50_000_000), 2: (20, 20_000_000), 4: (40, 77)}
+    skills, activities = latest_values(metrics, entries, total_level=1000)
+    assert (skills["overall"].level, skills["overall"].xp) == (1000, 50_000_000)
+    assert skills["overall"].virtual_level is None
     assert (skills["attack"].level, skills["attack"].virtual_level) == (99, 103)
     assert (skills["sailing"].rank, skills["sailing"].level, skills["sailing"].xp) == (-1, 1, -1)
     assert (activities["zulrah"].rank, activities["zulrah"].score) == (40, 77)
     assert (activities["vorkath"].rank, activities["vorkath"].score) == (-1, -1)
-    assert latest_values(metrics, None, None, None, None) == ({}, {})

@@ -28,6 +28,7 @@ from shared import nats as natsx
 from shared import subjects, xp
 from shared.events import FetchReason, FetchRequested, PlayerTracked, PlayerUntracked
 from shared.modes import GameMode
+from shared.packed import unpack
 from shared.players import InvalidPlayerName, player_key, validate_name
 
 MIN_INTERVAL_S = 60
@@ -221,29 +222,33 @@ class PlayersController(Controller):
             row = await (await conn.execute(queries.GET_PLAYER, (key,))).fetchone()
             if row is None:
                 return None
-            metric_ids, ranks, levels, amounts = row[-4:]
-            metrics = await state.metrics.get(conn, metric_ids or ())
-        skills, activities = latest_values(metrics, metric_ids, ranks, levels, amounts)
-        return PlayerDetail(*row[:-5], last_detail=row[-5], skills=skills, activities=activities)
+            total_level, data = row[-2:]
+            entries = {m: (rank, value) for m, rank, value in unpack(data or b"")}
+            metrics = await state.metrics.get(conn, entries)
+        skills, activities = (
+            latest_values(metrics, entries, total_level) if data is not None else ({}, {})
+        )
+        return PlayerDetail(*row[:-3], last_detail=row[-3], skills=skills, activities=activities)
 
 
 def latest_values(
-    metrics: list[tuple[int, str, str]], metric_ids, ranks, levels, amounts
+    metrics: list[tuple[int, str, str]],
+    entries: dict[int, tuple[int, int]],
+    total_level: int | None,
 ) -> tuple[dict[str, SkillValue], dict[str, ActivityValue]]:
-    """Every known metric from one observation's arrays; a metric absent from them is unranked
-    (-1), as the hiscores report it."""
+    """Every known metric from one observation's entries (metric id -> rank, value); a metric
+    absent from them is unranked (-1), as the hiscores report it. Levels follow from xp, but
+    Overall's, which is stored."""
     skills: dict[str, SkillValue] = {}
     activities: dict[str, ActivityValue] = {}
-    if metric_ids is None:
-        return skills, activities  # not fetched yet
-    observed = dict(zip(metric_ids, zip(ranks, levels, amounts, strict=True), strict=True))
     for metric_id, metric_key, kind in metrics:
-        rank, level, amount = observed.get(metric_id, (-1, 1, -1))
-        if kind == "skill":
-            virtual = None if metric_key == "overall" else xp.virtual_level(amount)
-            skills[metric_key] = SkillValue(
-                rank=rank, level=level, xp=amount, virtual_level=virtual
-            )
+        rank, value = entries.get(metric_id, (-1, -1))
+        if kind != "skill":
+            activities[metric_key] = ActivityValue(rank=rank, score=value)
+        elif metric_key == "overall":
+            skills[metric_key] = SkillValue(rank=rank, level=total_level or 0, xp=value)
         else:
-            activities[metric_key] = ActivityValue(rank=rank, score=amount)
+            skills[metric_key] = SkillValue(
+                rank=rank, level=xp.level(value), xp=value, virtual_level=xp.virtual_level(value)
+            )
     return skills, activities

@@ -4,7 +4,7 @@ from shared.events import UNRANKED_AFTER
 
 _STATUS = f"""
 CASE WHEN NOT p.tracked THEN 'untracked'
-     WHEN s.outcome IS NULL AND p.latest_observation_id IS NULL THEN 'pending'
+     WHEN s.outcome IS NULL AND p.last_changed_at IS NULL THEN 'pending'
      WHEN s.not_found_streak >= {UNRANKED_AFTER} THEN 'unranked'
      WHEN s.outcome = 'not_found' THEN 'not_found'
      ELSE 'active' END
@@ -24,10 +24,10 @@ LIMIT %(limit)s
 """
 
 GET_PLAYER = f"""
-SELECT {PLAYER_COLUMNS}, s.detail, o.metric_ids, o.ranks, o.levels, o.amounts
+SELECT {PLAYER_COLUMNS}, s.detail, o.total_level, o.data
 FROM players p
 LEFT JOIN fetch_status s ON s.player_key = p.key
-LEFT JOIN observations o ON o.id = p.latest_observation_id
+LEFT JOIN observations o ON o.player_id = p.id AND o.observed_at = p.last_changed_at
 WHERE p.key = %s
 """
 

@@ -25,6 +25,7 @@ from shared.events import (
     decode_on,
 )
 from shared.metrics import KNOWN_METRICS, MetricKind, metric_key
+from shared.packed import pack
 
 log = logging.getLogger("osrs.projector")
 
@@ -162,39 +163,25 @@ class Projector:
         # Entries that are plainly unranked (rank -1 and no value) are left out: a metric absent
         # from a row reads back as unranked, and most accounts are unranked in most activities.
         kept = [e for e in entries if not _plain_unranked(e)]
-        row = await (
+        overall = next((s for s in event.skills if metric_key(s.name) == "overall"), None)
+        params = {
+            "key": event.player_key,
+            "mode": event.mode.value,
+            "display_name": event.display_name,
+            "observed_at": event.observed_at,
+            "overall_xp": overall.xp if overall else None,
+            "total_level": overall.level if overall else None,
+            "combat_level": xp.combat_level({metric_key(s.name): s.level for s in event.skills}),
+        }
+        (player_id,) = await (await conn.execute(queries.PLAYER_ID, params)).fetchone()
+        data = pack((self.metric_ids[key], rank, value) for key, _, _, rank, _, value in kept)
+        inserted = await (
             await conn.execute(
-                queries.INSERT_OBSERVATION,
-                {
-                    "key": event.player_key,
-                    "mode": event.mode.value,
-                    "observed_at": event.observed_at,
-                    "hash": event.hash,
-                    "seq": seq,
-                    "metric_ids": [self.metric_ids[e[0]] for e in kept],
-                    "ranks": [e[3] for e in kept],
-                    "levels": [e[4] for e in kept],
-                    "amounts": [e[5] for e in kept],
-                },
+                queries.INSERT_OBSERVATION, params | {"player_id": player_id, "data": data}
             )
         ).fetchone()
-        if row is None:
-            return  # this sequence is stored already
-        levels = {metric_key(s.name): s.level for s in event.skills}
-        overall = next((s for s in event.skills if metric_key(s.name) == "overall"), None)
-        await conn.execute(
-            queries.PLAYER_OBSERVED,
-            {
-                "key": event.player_key,
-                "mode": event.mode.value,
-                "display_name": event.display_name,
-                "observation_id": row[0],
-                "observed_at": event.observed_at,
-                "overall_xp": overall.xp if overall else None,
-                "total_level": overall.level if overall else None,
-                "combat_level": xp.combat_level(levels),
-            },
-        )
+        if inserted is not None:  # else a redelivered event: stored already
+            await conn.execute(queries.PLAYER_OBSERVED, params)
 
     async def _register(
         self, conn: AsyncConnection, new: list[tuple[str, str, MetricKind]]

@@ -43,19 +43,29 @@ UPDATE players SET
 WHERE key = %(key)s AND (%(if_mode)s::text IS NULL OR mode = %(if_mode)s)
 """
 
+# An observation of a player never tracked (it can only come from a manual command of an old
+# API) still gets a row: untracked, so that nothing observed is dropped.
+PLAYER_ID = """
+WITH known AS (SELECT id FROM players WHERE key = %(key)s),
+added AS (
+    INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at)
+    SELECT %(key)s, %(display_name)s, %(mode)s, false, 3600, %(observed_at)s
+    WHERE NOT EXISTS (SELECT 1 FROM known)
+    RETURNING id
+)
+SELECT id FROM known UNION ALL SELECT id FROM added
+"""
+
 INSERT_OBSERVATION = """
-INSERT INTO observations
-    (player_key, mode, observed_at, hash, event_seq, metric_ids, ranks, levels, amounts)
-VALUES (%(key)s, %(mode)s, %(observed_at)s, %(hash)s, %(seq)s,
-        %(metric_ids)s, %(ranks)s, %(levels)s, %(amounts)s)
-ON CONFLICT (event_seq) DO NOTHING
-RETURNING id
+INSERT INTO observations (player_id, observed_at, mode, total_level, data)
+VALUES (%(player_id)s, %(observed_at)s, %(mode)s, %(total_level)s, %(data)s)
+ON CONFLICT (player_id, observed_at) DO NOTHING
+RETURNING 1
 """
 
 PLAYER_OBSERVED = """
 UPDATE players SET
     display_name = %(display_name)s,
-    latest_observation_id = %(observation_id)s,
     last_changed_at = %(observed_at)s,
     overall_xp = %(overall_xp)s,
     total_level = %(total_level)s,
