@@ -61,7 +61,7 @@ LAYOUTS: dict[str, dict] = {
                 CREATE INDEX ON wide (player_id, created_at);""",
     ),
     "current": dict(
-        title="current: 4 aligned arrays (001_initial.sql)",
+        title="arrays: 4 aligned arrays (001_initial.sql, replaced by 003)",
         ddl="""CREATE TABLE current (
                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 player_key text NOT NULL, mode text NOT NULL, observed_at timestamptz NOT NULL,
@@ -81,7 +81,7 @@ LAYOUTS: dict[str, dict] = {
                 PRIMARY KEY (player_id, observed_at));""",
     ),
     "packed": dict(
-        title="B packed: one bytea of varints (id delta, rank+1, value+1)",
+        title="B packed: one bytea of varints (id delta, rank+1, value+1); the layout of 003 (shared/packed.py, mode kept as text: ~7 B more)",
         ddl="""CREATE TABLE packed (
                 player_id integer NOT NULL, observed_at timestamptz NOT NULL,
                 total_level smallint NOT NULL, mode "char" NOT NULL, data bytea NOT NULL,
