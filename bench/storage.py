@@ -81,7 +81,10 @@ LAYOUTS: dict[str, dict] = {
                 PRIMARY KEY (player_id, observed_at));""",
     ),
     "packed": dict(
-        title="B packed: one bytea of varints (id delta, rank+1, value+1); the layout of 003 (shared/packed.py, mode kept as text: ~7 B more)",
+        title=(
+            "B packed: one bytea of varints (id delta, rank+1, value+1); the layout of 003 "
+            "(shared/packed.py, mode kept as text: ~7 B more)"
+        ),
         ddl="""CREATE TABLE packed (
                 player_id integer NOT NULL, observed_at timestamptz NOT NULL,
                 total_level smallint NOT NULL, mode "char" NOT NULL, data bytea NOT NULL,
