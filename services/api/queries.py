@@ -45,3 +45,17 @@ CREATE_USER = """
 INSERT INTO users (username, password_hash, role) VALUES (%s, %s, %s)
 ON CONFLICT DO NOTHING
 """
+
+PLAYER_ID = "SELECT id FROM players WHERE key = %s"
+
+OBSERVATION_AT = """
+SELECT observed_at, total_level, data FROM observations
+WHERE player_id = %s AND observed_at <= %s
+ORDER BY observed_at DESC LIMIT 1
+"""
+
+FIRST_OBSERVATION_IN = """
+SELECT observed_at, total_level, data FROM observations
+WHERE player_id = %s AND observed_at > %s AND observed_at <= %s
+ORDER BY observed_at LIMIT 1
+"""

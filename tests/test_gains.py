@@ -1,0 +1,147 @@
+"""Gains: the value at an instant is the last observation at or before it."""
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from services.api.app import create_app
+from services.api.gains import Observation, PeriodError, compute_gains, parse_period
+from services.projector.queries import SEED_METRIC
+from shared.metrics import KNOWN_METRICS
+from shared.packed import pack
+
+T = datetime(2026, 11, 1, tzinfo=UTC)
+METRICS = [
+    (1, "overall", "skill"),
+    (2, "attack", "skill"),
+    (3, "zulrah", "activity"),
+    (4, "new_boss", "activity"),
+]
+
+
+def obs(hours: float, total_level: int, entries: dict) -> Observation:
+    return Observation(T + timedelta(hours=hours), total_level, entries)
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("day", timedelta(days=1)),
+        ("week", timedelta(weeks=1)),
+        ("month", timedelta(days=30)),
+        ("year", timedelta(days=365)),
+        ("3d12h", timedelta(days=3, hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("2w", timedelta(weeks=2)),
+    ],
+)
+def test_periods(text, span):
+    assert parse_period(text) == span
+
+
+@pytest.mark.parametrize("text", ["fortnight", "3x", "0d", "", "d", "99999d"])
+def test_a_bad_period_lists_what_is_valid(text):
+    with pytest.raises(PeriodError, match="day, week, month, year"):
+        parse_period(text)
+
+
+def test_gains_between_two_observations_with_unranked_counting_as_zero():
+    start = obs(0, 1000, {1: (500, 1_000_000), 2: (900, 100_000)})
+    end = obs(48, 1010, {1: (480, 1_400_000), 2: (800, 500_000), 3: (70_000, 12), 4: (9, 3)})
+    gains = compute_gains("p", T, T + timedelta(days=3), METRICS, start, end)
+    assert (gains.skills["overall"].xp, gains.skills["overall"].levels) == (400_000, 10)
+    attack = gains.skills["attack"]
+    assert (attack.xp, attack.levels, attack.rank) == (400_000, 66 - 49, -100)
+    assert (gains.activities["zulrah"].score, gains.activities["zulrah"].rank) == (12, None)
+    assert gains.activities["new_boss"].score == 3  # a metric added mid-history counts from 0
+    assert gains.start.observed_at == start.observed_at and gains.end.observed_at == end.observed_at
+
+
+def test_an_idle_stretch_gains_nothing_and_an_empty_window_answers_zeros():
+    same = obs(0, 1000, {1: (500, 1_000_000)})
+    idle = compute_gains("p", T, T + timedelta(days=7), METRICS, same, same)
+    assert idle.skills["overall"].xp == 0 and idle.skills["overall"].levels == 0
+    empty = compute_gains("p", T, T + timedelta(days=1), METRICS, None, None)
+    assert empty.start is None and empty.end is None
+    assert all(g.xp == 0 for g in empty.skills.values())
+
+
+@pytest.fixture
+async def client(settings, js):
+    async with AsyncTestClient(app=create_app(settings)) as test_client:
+        token = (
+            await test_client.post(
+                "/v1/auth/token", json={"username": "admin", "password": "correct horse"}
+            )
+        ).json()["access_token"]
+        test_client.headers["Authorization"] = f"Bearer {token}"
+        yield test_client
+
+
+def _history(database_url):
+    """A player tracked on Nov 1, observed at 10:00 and, after an idle day, on Nov 3 at 10:00."""
+    with psycopg.connect(database_url) as conn:
+        with conn.cursor() as cur:  # the projector seeds the registry at start
+            cur.executemany(SEED_METRIC, [(m.key, m.name, m.kind.value) for m in KNOWN_METRICS])
+        ids = dict(conn.execute("SELECT key, id FROM metrics").fetchall())
+        (pid,) = conn.execute(
+            "INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at)"
+            " VALUES ('zezima', 'Zezima', 'regular', true, 3600, %s) RETURNING id",
+            (T,),
+        ).fetchone()
+        for at, overall, attack, level in (
+            (10, 1_000_000, 100_000, 1000),
+            (58, 1_400_000, 500_000, 1014),
+        ):
+            data = pack([(ids["overall"], 500, overall), (ids["attack"], 900, attack)])
+            conn.execute(
+                "INSERT INTO observations (player_id, observed_at, mode, total_level,"
+                " data) VALUES (%s, %s, 'regular', %s, %s)",
+                (pid, T + timedelta(hours=at), level, data),
+            )
+        conn.execute("UPDATE players SET last_changed_at = %s", (T + timedelta(hours=58),))
+
+
+def iso(hours: float) -> str:
+    return (T + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
+
+async def test_gains_through_the_api(client, database_url):
+    _history(database_url)
+    # A window inside the idle day: both ends are the 10:00 observation.
+    idle = (await client.get(f"/v1/players/Zezima/gains?from={iso(20)}&to={iso(40)}")).json()
+    assert idle["skills"]["attack"]["xp"] == 0 and idle["start"] == idle["end"]
+    # Across the change: the baseline is the last observation before `from`.
+    across = (await client.get(f"/v1/players/zezima/gains?from={iso(20)}&to={iso(70)}")).json()
+    assert across["skills"]["attack"] == {"xp": 400_000, "levels": 17, "rank": 0}
+    assert across["skills"]["overall"]["levels"] == 14
+    assert across["start"]["observed_at"].startswith("2026-11-01T10:00")
+    # Nothing stored before `from`: the first observation inside the window is the baseline.
+    first = (await client.get(f"/v1/players/zezima/gains?from={iso(0)}&to={iso(70)}")).json()
+    assert first["skills"]["attack"]["xp"] == 400_000
+    # Before any data: zeros, and the ends say so.
+    before = (await client.get(f"/v1/players/zezima/gains?from={iso(0)}&to={iso(5)}")).json()
+    assert before["start"] is None and before["skills"]["attack"]["xp"] == 0
+    week = await client.get("/v1/players/zezima/gains?period=week")
+    assert week.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "words"),
+    [
+        ("period=fortnight", 400, "day, week, month, year"),
+        (f"from={iso(10)}&to={iso(5)}", 400, "is after to"),
+        (f"period=day&from={iso(0)}", 400, "not both"),
+        ("", 400, "give period"),
+    ],
+)
+async def test_bad_gains_requests(client, database_url, query, status, words):
+    _history(database_url)
+    response = await client.get(f"/v1/players/zezima/gains?{query}")
+    assert response.status_code == status and words in response.json()["detail"]
+
+
+async def test_gains_of_an_unknown_player_are_404(client):
+    assert (await client.get("/v1/players/nobody/gains?period=day")).status_code == 404
