@@ -94,8 +94,9 @@ async def follow(
                 caught_up.set()
 
     sub = await js.subscribe(subject, cb=handle, ordered_consumer=True, deliver_policy=policy)
-    if (await sub.consumer_info()).num_pending == 0:
-        caught_up.set()
+    info = await sub.consumer_info()
+    if info.num_pending == 0 and not info.delivered.stream_seq:
+        caught_up.set()  # nothing to replay; otherwise the last message's handler says so
     await caught_up.wait()
 
 
