@@ -145,3 +145,37 @@ async def test_bad_gains_requests(client, database_url, query, status, words):
 
 async def test_gains_of_an_unknown_player_are_404(client):
     assert (await client.get("/v1/players/nobody/gains?period=day")).status_code == 404
+
+
+async def test_snapshots_page_through_the_stored_observations(client, database_url):
+    _history(database_url)
+    first = (await client.get("/v1/players/zezima/snapshots?limit=1")).json()
+    assert [s["total_level"] for s in first["items"]] == [1000]
+    assert first["items"][0]["skills"]["attack"] == {
+        "rank": 900,
+        "level": 49,
+        "xp": 100_000,
+        "virtual_level": 49,
+    }
+    assert first["items"][0]["activities"]["zulrah"] == {"rank": -1, "score": -1}
+    cursor = first["next_cursor"].replace("+00:00", "Z")
+    second = (await client.get(f"/v1/players/zezima/snapshots?limit=1&cursor={cursor}")).json()
+    assert [s["total_level"] for s in second["items"]] == [1014]
+    window = (await client.get(f"/v1/players/zezima/snapshots?from={iso(20)}&to={iso(70)}")).json()
+    assert len(window["items"]) == 1 and window["next_cursor"] is None
+    assert (await client.get("/v1/players/zezima/snapshots?limit=101")).status_code == 400
+
+
+async def test_timeline_of_one_metric(client, database_url):
+    _history(database_url)
+    body = (await client.get("/v1/players/zezima/timeline?metric=attack")).json()
+    assert body["kind"] == "skill"
+    assert [(p["rank"], p["value"]) for p in body["points"]] == [(900, 100_000), (900, 500_000)]
+    unranked = (await client.get("/v1/players/zezima/timeline?metric=zulrah")).json()
+    assert [p["value"] for p in unranked["points"]] == [-1, -1]
+    bad = await client.get("/v1/players/zezima/timeline?metric=strenght")
+    assert bad.status_code == 400 and "valid: " in bad.json()["detail"]
+    assert "strength" in bad.json()["detail"]
+    assert (await client.get("/v1/players/nobody/timeline?metric=attack")).status_code == 404
+    late = await client.get(f"/v1/players/zezima/timeline?metric=attack&from={iso(9)}&to={iso(1)}")
+    assert late.status_code == 400

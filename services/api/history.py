@@ -1,10 +1,11 @@
-"""/v1/players/{name}/gains: what a player gained over a period or between two instants."""
+"""/v1/players/{name}/gains, /snapshots and /timeline: a player's stored history."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
@@ -12,8 +13,38 @@ from litestar.params import FromPath, QueryParameter
 
 from services.api import queries
 from services.api.gains import Gains, Observation, PeriodError, compute_gains, parse_period
+from services.api.players import key_of, latest_values
+from services.api.schemas import ActivityValue, SkillValue
 from shared.packed import unpack
-from shared.players import InvalidPlayerName, player_key
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_TIMELINE_POINTS = 5000
+
+
+class Snapshot(msgspec.Struct):
+    observed_at: datetime
+    mode: str
+    total_level: int | None
+    skills: dict[str, SkillValue]
+    activities: dict[str, ActivityValue]
+
+
+class SnapshotPage(msgspec.Struct):
+    items: list[Snapshot]
+    next_cursor: datetime | None
+
+
+class Point(msgspec.Struct):
+    at: datetime
+    rank: int
+    value: int  # xp for a skill, score for an activity; -1 unranked
+
+
+class Timeline(msgspec.Struct):
+    key: str
+    metric: str
+    kind: str
+    points: list[Point]
 
 
 class HistoryController(Controller):
@@ -42,15 +73,9 @@ class HistoryController(Controller):
         to: Annotated[datetime | None, QueryParameter()] = None,
     ) -> Gains:
         start_at, end_at = _window(period, from_, to)
-        try:
-            key = player_key(name)
-        except InvalidPlayerName as exc:
-            raise ValidationException(str(exc)) from None
+        key = key_of(name)
         async with state.pool.connection() as conn:
-            row = await (await conn.execute(queries.PLAYER_ID, (key,))).fetchone()
-            if row is None:
-                raise NotFoundException(f"player {name!r} is not tracked")
-            (player_id,) = row
+            player_id = await _player_id(conn, key, name)
             start = await _observation(conn, queries.OBSERVATION_AT, (player_id, start_at))
             if start is None:
                 start = await _observation(
@@ -60,6 +85,92 @@ class HistoryController(Controller):
             needed = set(start.entries if start else ()) | set(end.entries if end else ())
             metrics = await state.metrics.get(conn, needed)
         return compute_gains(key, start_at, end_at, metrics, start, end)
+
+    @get("/snapshots", summary="The stored observations, oldest first, with cursor pagination")
+    async def snapshots(
+        self,
+        name: FromPath[str],
+        state: State,
+        from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        to: Annotated[datetime | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        cursor: Annotated[
+            datetime | None, QueryParameter(description="next_cursor of the previous page")
+        ] = None,
+    ) -> SnapshotPage:
+        start_at, end_at = _range(from_, to)
+        key = key_of(name)
+        async with state.pool.connection() as conn:
+            player_id = await _player_id(conn, key, name)
+            rows = await _between(conn, player_id, start_at, end_at, cursor, limit)
+            metrics = await state.metrics.get(conn, {m for *_, data in rows for m, _, _ in data})
+        items = []
+        for observed_at, mode, total_level, data in rows:
+            entries = {m: (r, v) for m, r, v in data}
+            skills, activities = latest_values(metrics, entries, total_level)
+            items.append(Snapshot(observed_at, mode, total_level, skills, activities))
+        more = len(items) == limit
+        return SnapshotPage(items=items, next_cursor=items[-1].observed_at if more else None)
+
+    @get("/timeline", summary="One metric over time, for charts: a point per observation")
+    async def timeline(
+        self,
+        name: FromPath[str],
+        state: State,
+        metric: Annotated[str, QueryParameter(description="a metric key, like attack or zulrah")],
+        from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        to: Annotated[datetime | None, QueryParameter()] = None,
+    ) -> Timeline:
+        start_at, end_at = _range(from_, to)
+        key = key_of(name)
+        async with state.pool.connection() as conn:
+            metrics = await state.metrics.get(conn, ())
+            known = {metric_key: (metric_id, kind) for metric_id, metric_key, kind in metrics}
+            if metric not in known:
+                raise ValidationException(
+                    f"unknown metric {metric!r}; valid: {', '.join(sorted(known))}"
+                )
+            metric_id, kind = known[metric]
+            player_id = await _player_id(conn, key, name)
+            rows = await _between(conn, player_id, start_at, end_at, None, MAX_TIMELINE_POINTS)
+        points = []
+        for observed_at, _, _, data in rows:
+            rank, value = next(((r, v) for m, r, v in data if m == metric_id), (-1, -1))
+            points.append(Point(observed_at, rank, value))
+        return Timeline(key=key, metric=metric, kind=kind, points=points)
+
+
+async def _player_id(conn, key: str, name: str) -> int:
+    row = await (await conn.execute(queries.PLAYER_ID, (key,))).fetchone()
+    if row is None:
+        raise NotFoundException(f"player {name!r} is not tracked")
+    return row[0]
+
+
+async def _between(conn, player_id, start_at, end_at, after, limit) -> list[tuple]:
+    rows = await (
+        await conn.execute(
+            queries.OBSERVATIONS_BETWEEN,
+            {
+                "player_id": player_id,
+                "start": start_at,
+                "end": end_at,
+                "after": _utc(after) if after else EPOCH,
+                "limit": limit,
+            },
+        )
+    ).fetchall()
+    return [(at, mode, level, list(unpack(data))) for at, mode, level, data in rows]
+
+
+def _range(start_at: datetime | None, end_at: datetime | None) -> tuple[datetime, datetime]:
+    start_at = _utc(start_at) if start_at else EPOCH
+    end_at = _utc(end_at) if end_at else datetime.now(UTC)
+    if start_at > end_at:
+        raise ValidationException(
+            f"from ({start_at.isoformat()}) is after to ({end_at.isoformat()})"
+        )
+    return start_at, end_at
 
 
 def _window(
@@ -75,12 +186,7 @@ def _window(
             raise ValidationException(str(exc)) from None
     if start_at is None:
         raise ValidationException("give period (day, week, month, year, like 3d12h) or from")
-    start_at, end_at = _utc(start_at), _utc(end_at) if end_at else now
-    if start_at > end_at:
-        raise ValidationException(
-            f"from ({start_at.isoformat()}) is after to ({end_at.isoformat()})"
-        )
-    return start_at, end_at
+    return _range(start_at, end_at)
 
 
 def _utc(moment: datetime) -> datetime:

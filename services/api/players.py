@@ -36,7 +36,8 @@ MAX_INTERVAL_S = 7 * 86_400
 STATUSES = ("active", "pending", "not_found", "unranked", "untracked")
 
 
-def _key(name: str) -> str:
+def key_of(name: str) -> str:
+    """The player_key of a name from a path, or a 400 saying why the name is impossible."""
     try:
         return player_key(name)
     except InvalidPlayerName as exc:
@@ -144,7 +145,7 @@ class PlayersController(Controller):
 
     @get("/{name:str}", summary="The latest state of a player")
     async def get_player(self, name: FromPath[str], state: State) -> PlayerDetail:
-        detail = await self._detail(state, _key(name))
+        detail = await self._detail(state, key_of(name))
         if detail is None:
             raise NotFoundException(f"player {name!r} is not tracked")
         return detail
@@ -175,7 +176,7 @@ class PlayersController(Controller):
         )
 
     async def _tracked_key(self, state: State, name: str) -> str:
-        key = _key(name)
+        key = key_of(name)
         async with state.pool.connection() as conn:
             row = await (await conn.execute(queries.IS_TRACKED, (key,))).fetchone()
         if not row or not row[0]:

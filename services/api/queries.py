@@ -59,3 +59,11 @@ SELECT observed_at, total_level, data FROM observations
 WHERE player_id = %s AND observed_at > %s AND observed_at <= %s
 ORDER BY observed_at LIMIT 1
 """
+
+OBSERVATIONS_BETWEEN = """
+SELECT observed_at, mode, total_level, data FROM observations
+WHERE player_id = %(player_id)s AND observed_at >= %(start)s AND observed_at <= %(end)s
+  AND observed_at > %(after)s
+ORDER BY observed_at
+LIMIT %(limit)s
+"""
