@@ -122,6 +122,7 @@ class PlayerUpdated(Message, frozen=True, kw_only=True):
     # Apply the change only while the player still has this mode: a detection that was
     # queued while a user set the mode by hand must not undo the user's choice.
     if_mode: GameMode | None = None
+    detect_mode: bool | None = None  # False: a mode set by hand ends the daily detection
 
 
 PlayerEvent = PlayerTracked | PlayerUntracked | PlayerUpdated

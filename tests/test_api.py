@@ -6,7 +6,7 @@ from litestar.testing import AsyncTestClient
 
 from services.api.app import create_app
 from shared import subjects
-from shared.events import FetchRequested, PlayerTracked, PlayerUntracked, decode
+from shared.events import FetchRequested, PlayerTracked, PlayerUntracked, PlayerUpdated, decode
 from shared.settings import Settings, SettingsError
 
 
@@ -247,3 +247,38 @@ async def test_a_player_not_found_three_times_in_a_row_is_unranked_and_kept(
     assert body["status"] == "unranked" and body["last_outcome"] == "not_found"
     listed = (await client.get("/v1/players?status=unranked", headers=auth)).json()
     assert [p["key"] for p in listed["items"]] == ["lynx_titan"]
+
+
+async def test_patch_changes_the_interval_and_mode_with_an_event(client, auth, database_url, js):
+    _project_tracked(database_url)
+    response = await client.patch(
+        "/v1/players/Lynx Titan", json={"interval_s": 600, "mode": "ironman"}, headers=auth
+    )
+    assert response.status_code == 202, response.text
+    assert (response.json()["interval_s"], response.json()["mode"]) == (600, "ironman")
+    msg = await js.get_last_msg(subjects.EVT_STREAM, subjects.PLAYER_UPDATED)
+    event = decode(msg.data, PlayerUpdated)
+    assert (event.player_key, event.interval_s, event.mode, event.detect_mode, event.by) == (
+        "lynx_titan",
+        600,
+        "ironman",
+        False,
+        "admin",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status"),
+    [
+        ("lynx_titan", {}, 400),
+        ("lynx_titan", {"interval_s": 5}, 400),
+        ("lynx_titan", {"mode": "pirate"}, 400),
+        ("lynx_titan", {"colour": "red"}, 400),
+        ("zezima", {"interval_s": 600}, 404),
+    ],
+)
+async def test_bad_patches(client, auth, database_url, js, name, body, status):
+    _project_tracked(database_url)
+    response = await client.patch(f"/v1/players/{name}", json=body, headers=auth)
+    assert response.status_code == status, response.text
+    assert (await js.stream_info(subjects.EVT_STREAM)).state.messages == 0

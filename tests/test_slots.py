@@ -125,3 +125,16 @@ def test_a_stale_mode_change_is_ignored():
         PlayerUpdated(player_key="j", mode="ironman", if_mode="hardcore", at=LONG_AGO), NOW
     )
     assert schedule.players["j"].mode == "ironman"
+
+
+def test_a_mode_set_by_hand_ends_the_detection():
+    schedule = Schedule()
+    at = datetime.fromtimestamp(NOW, UTC)
+    schedule.apply(
+        PlayerTracked(
+            player_key="k", display_name="k", interval_s=60, by="t", at=at, detect_mode=True
+        ),
+        NOW,
+    )
+    schedule.apply(PlayerUpdated(player_key="k", mode="ironman", detect_mode=False, at=at), NOW)
+    assert (schedule.players["k"].mode, schedule.players["k"].detect_mode) == ("ironman", False)

@@ -7,7 +7,7 @@ import time
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -18,6 +18,7 @@ from services.api import queries
 from services.api.schemas import (
     Accepted,
     ActivityValue,
+    ChangePlayer,
     PlayerDetail,
     PlayerPage,
     PlayerSummary,
@@ -26,7 +27,13 @@ from services.api.schemas import (
 )
 from shared import nats as natsx
 from shared import subjects, xp
-from shared.events import FetchReason, FetchRequested, PlayerTracked, PlayerUntracked
+from shared.events import (
+    FetchReason,
+    FetchRequested,
+    PlayerTracked,
+    PlayerUntracked,
+    PlayerUpdated,
+)
 from shared.modes import GameMode
 from shared.packed import unpack
 from shared.players import InvalidPlayerName, player_key, validate_name
@@ -42,6 +49,13 @@ def key_of(name: str) -> str:
         return player_key(name)
     except InvalidPlayerName as exc:
         raise ValidationException(str(exc)) from None
+
+
+def _check_interval(interval_s: int | None) -> None:
+    if interval_s is not None and not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
+        raise ValidationException(
+            f"interval_s must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} seconds"
+        )
 
 
 class TooManyRequests(ClientException):
@@ -66,10 +80,7 @@ class PlayersController(Controller):
             raise ValidationException(str(exc)) from None
         key = player_key(display_name)
         interval_s = data.interval_s or state.settings.fetch_interval
-        if data.interval_s is not None and not MIN_INTERVAL_S <= data.interval_s <= MAX_INTERVAL_S:
-            raise ValidationException(
-                f"interval_s must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} seconds"
-            )
+        _check_interval(data.interval_s)
         current = await self._detail(state, key)
         detect = data.mode is None  # the fetcher detects the account type from the boards
         mode = data.mode or (current.mode if current else GameMode.REGULAR)
@@ -149,6 +160,31 @@ class PlayersController(Controller):
         if detail is None:
             raise NotFoundException(f"player {name!r} is not tracked")
         return detail
+
+    @patch("/{name:str}", status_code=HTTP_202_ACCEPTED, summary="Change the interval or the mode")
+    async def change(
+        self, name: FromPath[str], data: JSONBody[ChangePlayer], request: Request, state: State
+    ) -> PlayerDetail:
+        if data.mode is None and data.interval_s is None:
+            raise ValidationException("give interval_s, mode or both")
+        _check_interval(data.interval_s)
+        key = await self._tracked_key(state, name)
+        current = await self._detail(state, key)
+        event = PlayerUpdated(
+            player_key=key,
+            mode=data.mode,
+            interval_s=data.interval_s,
+            by=request.user.username,
+            detect_mode=False if data.mode is not None else None,
+        )
+        await natsx.publish(
+            state.js, subjects.PLAYER_UPDATED, event, msg_id=event.id, stream=subjects.EVT_STREAM
+        )
+        return msgspec.structs.replace(
+            current,
+            mode=data.mode or current.mode,
+            interval_s=data.interval_s or current.interval_s,
+        )
 
     @delete("/{name:str}", status_code=HTTP_202_ACCEPTED, summary="Stop tracking (history is kept)")
     async def untrack(self, name: FromPath[str], request: Request, state: State) -> Accepted:

@@ -25,6 +25,11 @@ class TokenResponse(msgspec.Struct):
     expires_in: int
 
 
+class ChangePlayer(msgspec.Struct, forbid_unknown_fields=True):
+    mode: GameMode | None = None  # set by hand: the daily detection stops
+    interval_s: int | None = None
+
+
 class TrackPlayer(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     mode: GameMode | None = None  # none: the account type is detected, then again daily

@@ -101,6 +101,7 @@ class Schedule:
                         event.interval_s or current.interval_s,
                         event.at.timestamp(),
                         now,
+                        detect_mode=event.detect_mode,
                     )
 
     def _put(
