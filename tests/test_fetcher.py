@@ -30,6 +30,13 @@ async def _handler(js, hiscores: ScriptedHiscores, **kwargs) -> FetchHandler:
     return FetchHandler(HiscoresClient("http://hiscores", hiscores.client(), **kwargs), js, kv)
 
 
+async def _queue(js, name: str) -> None:
+    """A scheduled fetch command for `name`, waiting in OSRS_CMD."""
+    await natsx.publish(
+        js, subjects.fetch_subject(name), _cmd(name), msg_id=f"{name}:1", stream=subjects.CMD_STREAM
+    )
+
+
 async def _count(js, stream: str, subject: str) -> int:
     info = await js.stream_info(stream, subjects_filter=subject)
     return (info.state.subjects or {}).get(subject, 0)
@@ -121,13 +128,7 @@ async def test_a_poisoned_command_is_dead_lettered_and_the_next_one_is_served(js
     await js.publish(
         subjects.fetch_subject("garbage"), b"\xff not json", stream=subjects.CMD_STREAM
     )
-    await natsx.publish(
-        js,
-        subjects.fetch_subject("nobody"),
-        _cmd("nobody"),
-        msg_id="n:1",
-        stream=subjects.CMD_STREAM,
-    )
+    await _queue(js, "nobody")
     # The hiscores URL points nowhere: the good command gets a status (unavailable) and waits
     # for a retry; the garbage goes to the dead-letter stream with its reason.
     settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
@@ -161,13 +162,7 @@ async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(
 
     monkeypatch.setattr(FetchHandler, "handle", flaky_handle)
     monkeypatch.setattr(fetcher_worker, "retry_delay", lambda attempt, retry_after=None: 0.2)
-    await natsx.publish(
-        js,
-        subjects.fetch_subject("nobody"),
-        _cmd("nobody"),
-        msg_id="n:1",
-        stream=subjects.CMD_STREAM,
-    )
+    await _queue(js, "nobody")
     settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
 
     async def handled_twice() -> bool:
@@ -206,13 +201,7 @@ async def test_a_command_under_an_outage_is_retried_past_any_attempt_limit(
 
     monkeypatch.setattr(FetchHandler, "handle", counting_handle)
     monkeypatch.setattr(fetcher_worker, "retry_delay", lambda attempt, retry_after=None: 0.05)
-    await natsx.publish(
-        js,
-        subjects.fetch_subject("nobody"),
-        _cmd("nobody"),
-        msg_id="n:1",
-        stream=subjects.CMD_STREAM,
-    )
+    await _queue(js, "nobody")
     settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
 
     async def many_attempts() -> bool:
@@ -239,13 +228,7 @@ async def test_commands_waiting_for_a_free_worker_are_not_redelivered(js, nats_u
 
     monkeypatch.setattr(FetchHandler, "handle", slow_handle)
     for i in range(4):
-        await natsx.publish(
-            js,
-            subjects.fetch_subject(f"p{i}"),
-            _cmd(f"p{i}"),
-            msg_id=f"p{i}:1",
-            stream=subjects.CMD_STREAM,
-        )
+        await _queue(js, f"p{i}")
     settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9", fetch_concurrency=2)
 
     async def four_handled_and_settled() -> bool:
