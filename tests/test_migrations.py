@@ -32,6 +32,18 @@ EXPECTED = {
     "projector_checkpoints": {"stream", "last_seq", "updated_at"},
     "users": {"id", "username", "password_hash", "role", "disabled", "created_at"},
     "schema_migrations": {"version", "name", "applied_at"},
+    "achievements": {
+        "player_id",
+        "key",
+        "kind",
+        "metric",
+        "threshold",
+        "observed_at",
+        "previous_at",
+        "before_tracking",
+    },
+    "latest_values": {"player_id", "metric_id", "value"},
+    "fetch_outcomes": {"hour", "outcome", "count"},
 }
 
 

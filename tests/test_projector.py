@@ -22,6 +22,7 @@ from shared.events import (
     PlayerUntracked,
     PlayerUpdated,
 )
+from shared.modes import GameMode
 from shared.packed import unpack
 from tests.hiscores_double import MID, with_gain
 
@@ -326,3 +327,53 @@ async def test_a_mode_change_applies_only_while_the_mode_is_the_expected_one(js,
         await pool.close()
     # hardcore by hand; the stale regular->ironman skipped; hardcore->de_ironed applied
     assert rows(database_url, "SELECT mode FROM players") == [("de_ironed",)]
+
+
+async def test_milestones_latest_values_and_fetch_counts_follow_the_observations(js, database_url):
+    # Attack to 99 and Zulrah past 500 kills an hour after the first observation; an event
+    # from before it (out of order) arrives last and changes neither.
+    later = observed(payload=with_gain(MID, {"Attack": 10_600_000, "Zulrah": 400}))
+    later = msgspec.structs.replace(later, observed_at=AT.replace(hour=13))
+    older = observed(payload=with_gain(MID, {"Attack": -100}), at=AT.replace(hour=11))
+    await publish_history(js, later, older)
+    projector, pool = await projector_for(database_url, [])
+    try:
+        msgs = await fetch_all(js, subjects.EVT_STREAM, "osrs.evt.>")
+        assert await projector.apply_batch(subjects.EVT_STREAM, msgs) == 4
+        async with pool.connection() as conn:
+            for outcome in ("changed", "unchanged", "unchanged"):
+                event = FetchCompleted(
+                    player_key="synth_mid", mode=GameMode.REGULAR, outcome=FetchOutcome(outcome)
+                )
+                await projector.apply(conn, event, 1)
+    finally:
+        await pool.close()
+    got = {
+        key: (observed_at.hour, previous_at and previous_at.hour, before)
+        for key, observed_at, previous_at, before in rows(
+            database_url,
+            "SELECT key, observed_at, previous_at, before_tracking FROM achievements",
+        )
+    }
+    assert got["level_99.attack"] == (13, 12, False)
+    assert got["boss_kc.zulrah.500"] == (13, 12, False)
+    # Reached before tracking began: seen first in the oldest observation (the late one).
+    assert got["boss_kc.zulrah.100"] == (11, None, True)
+    assert got["clues.clue_scrolls_all.100"] == (11, None, True)
+    assert not any(key.startswith("base_level.") for key in got)  # Sailing is level 48
+    assert "boss_kc.kraken.500" not in got and "boss_kc.soul_wars_zeal.100" not in got
+    ids = dict(rows(database_url, "SELECT key, id FROM metrics"))
+    latest = dict(rows(database_url, "SELECT metric_id, value FROM latest_values"))
+    newest = {ids[m]: v for m, _, v in _entries(later) if v >= 0}
+    assert latest == newest
+    assert rows(database_url, "SELECT outcome, count FROM fetch_outcomes ORDER BY 1") == [
+        ("changed", 1),
+        ("unchanged", 2),
+    ]
+
+
+def _entries(event: HiscoreObserved):
+    from shared.metrics import metric_key
+
+    yield from ((metric_key(s.name), s.rank, s.xp) for s in event.skills)
+    yield from ((metric_key(a.name), a.rank, a.score) for a in event.activities)

@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from services.projector import queries
-from shared import xp
+from shared import milestones, xp
 from shared.events import (
     FetchCompleted,
     HiscoreObserved,
@@ -25,7 +25,8 @@ from shared.events import (
     decode_on,
 )
 from shared.metrics import KNOWN_METRICS, MetricKind, metric_key
-from shared.packed import pack
+from shared.milestones import Milestone
+from shared.packed import pack, unpack
 
 log = logging.getLogger("osrs.projector")
 
@@ -37,6 +38,7 @@ class Projector:
         self.pool = pool
         self.dead_letter = dead_letter
         self.metric_ids: dict[str, int] = {}
+        self.metric_keys: dict[int, tuple[str, str]] = {}  # id -> (key, kind)
 
     async def seed_metrics(self) -> None:
         """Register the known metrics, in registry order, and load every metric id."""
@@ -49,7 +51,8 @@ class Projector:
 
     async def _load_metric_ids(self, conn: AsyncConnection) -> None:
         rows = await (await conn.execute(queries.METRIC_IDS)).fetchall()
-        self.metric_ids = {key: id_ for key, id_ in rows}
+        self.metric_ids = {key: id_ for key, id_, _ in rows}
+        self.metric_keys = {id_: (key, kind) for key, id_, kind in rows}
 
     async def checkpoints(self) -> dict[str, int]:
         """The last applied sequence of each stream."""
@@ -106,18 +109,17 @@ class Projector:
             case HiscoreObserved():
                 await self._observed(conn, event, seq)
             case FetchCompleted():
-                await conn.execute(
-                    queries.FETCH_COMPLETED,
-                    {
-                        "key": event.player_key,
-                        "mode": event.mode.value,
-                        "at": event.at,
-                        "outcome": event.outcome.value,
-                        "http_status": event.http_status,
-                        "detail": event.detail,
-                        "streak": event.not_found_streak,
-                    },
-                )
+                params = {
+                    "key": event.player_key,
+                    "mode": event.mode.value,
+                    "at": event.at,
+                    "outcome": event.outcome.value,
+                    "http_status": event.http_status,
+                    "detail": event.detail,
+                    "streak": event.not_found_streak,
+                }
+                await conn.execute(queries.FETCH_COMPLETED, params)
+                await conn.execute(queries.FETCH_COUNTED, params)
             case PlayerTracked():
                 await conn.execute(
                     queries.PLAYER_TRACKED,
@@ -174,14 +176,85 @@ class Projector:
             "combat_level": xp.combat_level({metric_key(s.name): s.level for s in event.skills}),
         }
         (player_id,) = await (await conn.execute(queries.PLAYER_ID, params)).fetchone()
+        values = {self.metric_ids[key]: value for key, _, _, _, _, value in kept}
         data = pack((self.metric_ids[key], rank, value) for key, _, _, rank, _, value in kept)
-        inserted = await (
-            await conn.execute(
-                queries.INSERT_OBSERVATION, params | {"player_id": player_id, "data": data}
+        params |= {"player_id": player_id, "data": data}
+        inserted = await (await conn.execute(queries.INSERT_OBSERVATION, params)).fetchone()
+        if inserted is None:
+            return  # a redelivered event: stored already, with all that follows from it
+        await conn.execute(queries.PLAYER_OBSERVED, params)
+        row = await (await conn.execute(queries.PREVIOUS_OBSERVATION, params)).fetchone()
+        previous_at, previous_total, previous_data, later = row
+        previous = {m: v for m, _, v in unpack(previous_data)} if previous_data else None
+        await self._achieved(conn, params, values, previous, previous_total, previous_at)
+        if not later:  # the newest observation: the leaderboards' latest values follow it
+            await self._latest(conn, player_id, values, previous or {})
+
+    async def _achieved(
+        self,
+        conn: AsyncConnection,
+        params: dict,
+        values: dict[int, int],
+        previous: dict[int, int] | None,
+        previous_total: int | None,
+        previous_at,
+    ) -> None:
+        """Milestones this observation shows and the one before did not; all of them when it
+        is the player's first (reached before tracking began)."""
+        new = self._milestones(values, params["total_level"])
+        if previous is not None:
+            new -= self._milestones(previous, previous_total)
+        if not new:
+            return
+        first = previous is None
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                queries.ACHIEVED,
+                [
+                    (
+                        params["player_id"],
+                        m.key,
+                        m.kind,
+                        m.metric,
+                        m.threshold,
+                        params["observed_at"],
+                        previous_at,
+                        first,
+                    )
+                    for m in sorted(new)
+                ],
             )
-        ).fetchone()
-        if inserted is not None:  # else a redelivered event: stored already
-            await conn.execute(queries.PLAYER_OBSERVED, params)
+
+    def _milestones(self, values: dict[int, int], total_level: int | None) -> set[Milestone]:
+        skills, activities = {}, {}
+        for metric_id, value in values.items():
+            key, kind = self.metric_keys[metric_id]
+            (skills if kind == MetricKind.SKILL else activities)[key] = value
+        return milestones.reached(skills, activities, total_level)
+
+    async def _latest(
+        self,
+        conn: AsyncConnection,
+        player_id: int,
+        values: dict[int, int],
+        previous: dict[int, int],
+    ) -> None:
+        """Write only what changed since the previous observation (a few metrics, usually)."""
+        values = {m: v for m, v in values.items() if v >= 0}
+        previous = {m: v for m, v in previous.items() if v >= 0}
+        changed = {m: v for m, v in values.items() if previous.get(m) != v}
+        gone = [m for m in previous if m not in values]
+        if changed:
+            await conn.execute(
+                queries.LATEST_SET,
+                {
+                    "player_id": player_id,
+                    "metric_ids": list(changed),
+                    "values": list(changed.values()),
+                },
+            )
+        if gone:
+            await conn.execute(queries.LATEST_DROP, {"player_id": player_id, "metric_ids": gone})
 
     async def _register(
         self, conn: AsyncConnection, new: list[tuple[str, str, MetricKind]]

@@ -16,7 +16,7 @@ SEED_METRIC = """
 INSERT INTO metrics (key, name, kind) VALUES (%s, %s, %s) ON CONFLICT (key) DO NOTHING
 """
 
-METRIC_IDS = "SELECT key, id FROM metrics"
+METRIC_IDS = "SELECT key, id, kind FROM metrics"
 
 PLAYER_TRACKED = """
 INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at, tracked_by)
@@ -86,4 +86,45 @@ ON CONFLICT (player_key) DO UPDATE SET
     detail = EXCLUDED.detail,
     not_found_streak = EXCLUDED.not_found_streak
 WHERE s.fetched_at <= EXCLUDED.fetched_at
+"""
+
+FETCH_COUNTED = """
+INSERT INTO fetch_outcomes (hour, outcome, count)
+VALUES (date_trunc('hour', %(at)s::timestamptz, 'UTC'), %(outcome)s, 1)
+ON CONFLICT (hour, outcome) DO UPDATE SET count = fetch_outcomes.count + 1
+"""
+
+# The observation before this one, and whether a later one exists (an event out of order).
+PREVIOUS_OBSERVATION = """
+SELECT prev.observed_at, prev.total_level, prev.data,
+       EXISTS (SELECT 1 FROM observations
+               WHERE player_id = %(player_id)s AND observed_at > %(observed_at)s)
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT observed_at, total_level, data FROM observations
+    WHERE player_id = %(player_id)s AND observed_at < %(observed_at)s
+    ORDER BY observed_at DESC LIMIT 1
+) AS prev ON true
+"""
+
+# A milestone keeps the earliest observation that showed it.
+ACHIEVED = """
+INSERT INTO achievements AS a
+    (player_id, key, kind, metric, threshold, observed_at, previous_at, before_tracking)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (player_id, key) DO UPDATE SET
+    observed_at = EXCLUDED.observed_at,
+    previous_at = EXCLUDED.previous_at,
+    before_tracking = EXCLUDED.before_tracking
+WHERE a.observed_at > EXCLUDED.observed_at
+"""
+
+LATEST_SET = """
+INSERT INTO latest_values (player_id, metric_id, value)
+SELECT %(player_id)s, m, v FROM unnest(%(metric_ids)s::smallint[], %(values)s::bigint[]) AS t (m, v)
+ON CONFLICT (player_id, metric_id) DO UPDATE SET value = EXCLUDED.value
+"""
+
+LATEST_DROP = """
+DELETE FROM latest_values WHERE player_id = %(player_id)s AND metric_id = ANY(%(metric_ids)s)
 """

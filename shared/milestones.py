@@ -1,0 +1,86 @@
+"""Milestones: the achievements a player can reach, from one observation's values.
+
+The set is shared by the achievements read model and, later, by the progress events, so both
+always agree. A milestone's key is stable and readable: `base_level.70`, `level_99.attack`,
+`xp_200m.attack`, `total_level.2000`, `overall_xp.1000000000`, `boss_kc.zulrah.500`,
+`clues.clue_scrolls_all.100`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from shared import xp
+from shared.metrics import ACTIVITY_NAMES, LEVELLED_SKILLS, metric_key
+
+BASE_LEVELS = (60, 70, 80, 90, 99)
+MAX_TOTAL_LEVEL = xp.MAX_LEVEL * len(LEVELLED_SKILLS)
+TOTAL_LEVELS = (500, 1000, 1250, 1500, 1750, 2000, 2100, 2200, MAX_TOTAL_LEVEL)
+MAX_OVERALL_XP = xp.MAX_SKILL_XP * len(LEVELLED_SKILLS)
+OVERALL_XP = (
+    10_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_000_000_000,
+    4_000_000_000,
+    MAX_OVERALL_XP,
+)
+BOSS_KILLS = (50, 100, 500, 1000, 5000)
+CLUES = (100, 500, 1000)
+
+# The hiscores list minigames, points and clues before the bosses; an activity the registry has
+# never seen (a new one appears with each new boss) counts as a boss.
+_FIRST_BOSS = ACTIVITY_NAMES.index("Abyssal Sire")
+NOT_BOSSES = frozenset(metric_key(name) for name in ACTIVITY_NAMES[:_FIRST_BOSS])
+CLUE_METRICS = frozenset(key for key in NOT_BOSSES if key.startswith("clue_scrolls_"))
+
+
+class Milestone(msgspec.Struct, frozen=True, order=True):
+    key: str
+    kind: str  # base_level | level_99 | xp_200m | total_level | overall_xp | boss_kc | clues
+    metric: str | None
+    threshold: int  # a level, an xp amount or a count, as the kind says
+
+
+def reached(
+    skills: Mapping[str, int], activities: Mapping[str, int], total_level: int | None
+) -> set[Milestone]:
+    """Every milestone met by one observation: `skills` maps skill keys to xp and `activities`
+    activity keys to scores (-1, or absent, when unranked); `total_level` is Overall's level,
+    which xp cannot give."""
+    found: set[Milestone] = set()
+    levels = [xp.level(skills.get(skill, -1)) for skill in LEVELLED_SKILLS]
+    base = min(levels)
+    found.update(
+        Milestone(f"base_level.{lvl}", "base_level", None, lvl)
+        for lvl in BASE_LEVELS
+        if base >= lvl
+    )
+    for skill, level in zip(LEVELLED_SKILLS, levels, strict=True):
+        if level >= xp.MAX_LEVEL:
+            found.add(Milestone(f"level_99.{skill}", "level_99", skill, xp.MAX_LEVEL))
+        if skills.get(skill, -1) >= xp.MAX_SKILL_XP:
+            found.add(Milestone(f"xp_200m.{skill}", "xp_200m", skill, xp.MAX_SKILL_XP))
+    total = total_level or 0
+    found.update(
+        Milestone(f"total_level.{t}", "total_level", None, t) for t in TOTAL_LEVELS if total >= t
+    )
+    overall = skills.get("overall", -1)
+    found.update(
+        Milestone(f"overall_xp.{t}", "overall_xp", "overall", t) for t in OVERALL_XP if overall >= t
+    )
+    for metric, score in activities.items():
+        if metric in CLUE_METRICS:
+            kind, steps = "clues", CLUES
+        elif metric in NOT_BOSSES:
+            continue
+        else:
+            kind, steps = "boss_kc", BOSS_KILLS
+        found.update(
+            Milestone(f"{kind}.{metric}.{t}", kind, metric, t) for t in steps if score >= t
+        )
+    return found
