@@ -68,6 +68,13 @@ def test_an_idle_stretch_gains_nothing_and_an_empty_window_answers_zeros():
     assert all(g.xp == 0 for g in empty.skills.values())
 
 
+def test_an_entry_stored_unranked_that_becomes_ranked_counts_from_zero():
+    start = obs(0, 1000, {1: (500, 1_000_000), 3: (-1, -1)})
+    end = obs(24, 1000, {1: (500, 1_000_000), 3: (70_000, 50)})
+    zulrah = compute_gains("p", T, T + timedelta(days=1), METRICS, start, end).activities["zulrah"]
+    assert (zulrah.score, zulrah.rank) == (50, None)
+
+
 @pytest.fixture
 async def client(settings, js):
     async with AsyncTestClient(app=create_app(settings)) as test_client:
@@ -179,3 +186,58 @@ async def test_timeline_of_one_metric(client, database_url):
     assert (await client.get("/v1/players/nobody/timeline?metric=attack")).status_code == 404
     late = await client.get(f"/v1/players/zezima/timeline?metric=attack&from={iso(9)}&to={iso(1)}")
     assert late.status_code == 400
+
+
+async def test_a_metric_registered_mid_history_counts_from_zero(client, database_url):
+    _history(database_url)
+    before = (await client.get(f"/v1/players/zezima/gains?from={iso(20)}&to={iso(70)}")).json()
+    assert "the_new_boss" not in before["activities"]  # the registry is cached without it
+    with psycopg.connect(database_url) as conn:
+        conn.execute(SEED_METRIC, ("the_new_boss", "The New Boss", "activity"))
+        ids = dict(conn.execute("SELECT key, id FROM metrics").fetchall())
+        data = pack(
+            [
+                (ids["overall"], 500, 1_400_000),
+                (ids["attack"], 900, 500_000),
+                (ids["the_new_boss"], 9, 7),
+            ]
+        )
+        conn.execute(
+            "INSERT INTO observations (player_id, observed_at, mode, total_level, data)"
+            " SELECT id, %s, 'regular', 1014, %s FROM players",
+            (T + timedelta(hours=80), data),
+        )
+    after = (await client.get(f"/v1/players/zezima/gains?from={iso(60)}&to={iso(90)}")).json()
+    assert after["activities"]["the_new_boss"] == {"score": 7, "rank": None}
+    assert after["skills"]["attack"]["xp"] == 0
+
+
+async def test_a_player_tracked_yesterday_has_its_first_observation_as_both_ends(
+    client, database_url
+):
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url) as conn:
+        with conn.cursor() as cur:
+            cur.executemany(SEED_METRIC, [(m.key, m.name, m.kind.value) for m in KNOWN_METRICS])
+        ids = dict(conn.execute("SELECT key, id FROM metrics").fetchall())
+        (pid,) = conn.execute(
+            "INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at)"
+            " VALUES ('zezima', 'Zezima', 'regular', true, 3600, %s) RETURNING id",
+            (now - timedelta(days=1),),
+        ).fetchone()
+        observed_at = now - timedelta(hours=20)
+        conn.execute(
+            "INSERT INTO observations (player_id, observed_at, mode, total_level, data)"
+            " VALUES (%s, %s, 'regular', 1000, %s)",
+            (
+                pid,
+                observed_at,
+                pack([(ids["overall"], 500, 1_000_000), (ids["attack"], 900, 100_000)]),
+            ),
+        )
+    week = (await client.get("/v1/players/zezima/gains?period=week")).json()
+    assert week["start"] == week["end"] and week["start"] is not None
+    start = datetime.fromisoformat(week["start"]["observed_at"].replace("Z", "+00:00"))
+    assert abs(start - observed_at) < timedelta(milliseconds=1)
+    assert week["skills"]["attack"] == {"xp": 0, "levels": 0, "rank": 0}
+    assert week["skills"]["overall"] == {"xp": 0, "levels": 0, "rank": 0}

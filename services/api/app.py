@@ -17,6 +17,7 @@ from services.api import queries
 from services.api.auth import create_auth, ensure_admin, issue_token
 from services.api.history import HistoryController
 from services.api.players import PlayersController
+from services.api.records import RecordsController
 from services.api.schemas import Health
 from shared import db, logs
 from shared import nats as natsx
@@ -88,7 +89,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[issue_token, PlayersController, HistoryController, live, ready],
+        route_handlers=[
+            issue_token,
+            PlayersController,
+            HistoryController,
+            RecordsController,
+            live,
+            ready,
+        ],
         lifespan=[lifespan],
         # Uncaught errors are logged through the root logger: key=value lines like the rest.
         logging_config=LoggingConfig(
