@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 
 from services.api import queries
 from services.api.auth import create_auth, ensure_admin, issue_token
+from services.api.boards import AchievementsController, LeaderboardsController, stats
 from services.api.history import HistoryController
 from services.api.players import PlayersController
 from services.api.records import RecordsController
@@ -94,6 +95,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PlayersController,
             HistoryController,
             RecordsController,
+            AchievementsController,
+            LeaderboardsController,
+            stats,
             live,
             ready,
         ],
