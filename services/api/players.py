@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 import time
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -19,6 +22,7 @@ from services.api.schemas import (
     Accepted,
     ActivityValue,
     ChangePlayer,
+    PlayerCursor,
     PlayerDetail,
     PlayerPage,
     PlayerSummary,
@@ -41,6 +45,18 @@ from shared.players import InvalidPlayerName, player_key, validate_name
 MIN_INTERVAL_S = 60
 MAX_INTERVAL_S = 7 * 86_400
 STATUSES = ("active", "pending", "not_found", "unranked", "untracked")
+MODES = tuple(GameMode)
+SORTS = tuple(queries.LIST_SORT_COLUMNS)
+ORDERS = ("asc", "desc")
+# What a cursor may carry as its sort value: the name sort needs none but the key.
+_SORT_VALUE_TYPES = {
+    "name": type(None),
+    "tracked_at": datetime,
+    "last_changed_at": (datetime, type(None)),
+    "overall_xp": (int, type(None)),
+}
+_KEY = re.compile(r"[a-z0-9_]{1,12}")
+_CURSOR = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def key_of(name: str) -> str:
@@ -126,33 +142,80 @@ class PlayersController(Controller):
             activities={},
         )
 
-    @get("/", summary="List players, by key, with cursor pagination")
+    @get(
+        "/",
+        summary="List players: filtered, sorted, with cursor pagination",
+        description=(
+            "Sorted by `sort` in `order`: by default by name (key order) ascending, and by the "
+            "other sorts descending. Ties go by key, in the same order; players without a value "
+            "(never observed) come last either way. For the next page pass `next_cursor` as "
+            "`cursor`, with the same sort and order; it is null on the last page."
+        ),
+    )
     async def list_players(
         self,
         state: State,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="players per page")] = 100,
         cursor: Annotated[
-            str,
+            str | None,
             QueryParameter(
-                description="next_cursor of the previous page",
-                max_length=12,
-                pattern=r"^[a-z0-9_]*$",
+                description="next_cursor of the previous page, with the same sort and order",
+                max_length=200,
             ),
-        ] = "",
+        ] = None,
         status: Annotated[
-            str | None, QueryParameter(description=f"one of {', '.join(STATUSES)}")
+            str | None, QueryParameter(description="only players in this status", enum=STATUSES)
+        ] = None,
+        mode: Annotated[
+            str | None, QueryParameter(description="only players of this game mode", enum=MODES)
+        ] = None,
+        name: Annotated[
+            str | None,
+            QueryParameter(
+                description="only names starting so, in any spelling that folds alike:"
+                " `Lynx T` and `lynx-t` both find lynx_titan"
+            ),
+        ] = None,
+        sort: Annotated[
+            str, QueryParameter(description="name is key order; ties go by key", enum=SORTS)
+        ] = "name",
+        order: Annotated[
+            str | None,
+            QueryParameter(description="by default asc for name, desc for the others", enum=ORDERS),
         ] = None,
     ) -> PlayerPage:
-        if status is not None and status not in STATUSES:
-            raise ValidationException(f"status must be one of {', '.join(STATUSES)}")
+        for param, value, valid in (
+            ("status", status, STATUSES),
+            ("mode", mode, MODES),
+            ("sort", sort, SORTS),
+            ("order", order, ORDERS),
+        ):
+            if value is not None and value not in valid:
+                raise ValidationException(f"{param} must be one of {', '.join(valid)}")
+        order = order or ("asc" if sort == "name" else "desc")
+        after = decode_cursor(cursor, sort, order) if cursor else None
+        resume = None if after is None else "key" if sort == "name" else "value"
+        if resume == "value" and after.value is None:
+            resume = "null"
+        params = {
+            "status": status,
+            "mode": mode,
+            "key_like": None if name is None else key_prefix_pattern(name),
+            "after_value": None if after is None else after.value,
+            "after_key": None if after is None else after.key,
+            "limit": limit + 1,  # one more tells whether a next page exists
+        }
         async with state.pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    queries.LIST_PLAYERS, {"cursor": cursor, "status": status, "limit": limit}
-                )
-            ).fetchall()
-        items = [PlayerSummary(*row) for row in rows]
-        return PlayerPage(items=items, next_cursor=items[-1].key if len(items) == limit else None)
+            query = queries.list_players(sort, order == "desc", resume)
+            rows = await (await conn.execute(query, params)).fetchall()
+        items = [PlayerSummary(*row) for row in rows[:limit]]
+        if len(rows) <= limit:
+            return PlayerPage(items=items, next_cursor=None)
+        last = items[-1]
+        value = None if sort == "name" else getattr(last, sort)
+        return PlayerPage(
+            items=items, next_cursor=encode_cursor(PlayerCursor(sort, order, value, last.key))
+        )
 
     @get("/{name:str}", summary="The latest state of a player")
     async def get_player(self, name: FromPath[str], state: State) -> PlayerDetail:
@@ -266,6 +329,44 @@ class PlayersController(Controller):
             latest_values(metrics, entries, total_level) if data is not None else ({}, {})
         )
         return PlayerDetail(*row[:-3], last_detail=row[-3], skills=skills, activities=activities)
+
+
+def key_prefix_pattern(prefix: str) -> str:
+    """The LIKE pattern of the keys that start with a name prefix, folded as keys are."""
+    try:
+        # player_key strips spaces, but a trailing one belongs to a prefix: fold it first.
+        folded = player_key(prefix.replace(" ", "_"))
+    except InvalidPlayerName as exc:
+        raise ValidationException(f"name prefix: {exc}") from None
+    return re.sub(r"([\\%_])", r"\\\1", folded) + "%"
+
+
+def encode_cursor(cursor: PlayerCursor) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).rstrip(b"=").decode()
+
+
+def decode_cursor(text: str, sort: str, order: str) -> PlayerCursor:
+    """The cursor inside a next_cursor handed out for this sort and order, or a 400."""
+    if sort == "name" and order == "asc" and _KEY.fullmatch(text):
+        return PlayerCursor(sort, order, None, text)  # the plain last key of earlier versions
+    try:
+        if not _CURSOR.fullmatch(text):
+            raise ValueError(text)
+        padded = text + "=" * (-len(text) % 4)
+        cursor = msgspec.json.decode(base64.urlsafe_b64decode(padded), type=PlayerCursor)
+    except (ValueError, msgspec.DecodeError):  # binascii.Error is a ValueError
+        cursor = None
+    if (
+        cursor is None
+        or (cursor.sort, cursor.order) != (sort, order)
+        or not isinstance(cursor.value, _SORT_VALUE_TYPES[sort])
+        or not _KEY.fullmatch(cursor.key)
+    ):
+        raise ValidationException(
+            f"cursor is not a next_cursor of this listing (sort={sort}, order={order}):"
+            " start again without one"
+        )
+    return cursor
 
 
 def latest_values(

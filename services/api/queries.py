@@ -1,5 +1,7 @@
 """Every SQL statement of the API, named."""
 
+from psycopg import sql
+
 from shared.events import UNRANKED_AFTER
 
 _STATUS = f"""
@@ -15,13 +17,45 @@ p.key, p.display_name, p.mode, ({_STATUS}) AS status, p.interval_s, p.tracked_at
 s.fetched_at, p.last_changed_at, s.outcome, p.overall_xp, p.total_level, p.combat_level
 """
 
-LIST_PLAYERS = f"""
+# The columns GET /v1/players may sort by: the only text that reaches its ORDER BY.
+LIST_SORT_COLUMNS = {
+    "name": "key",
+    "tracked_at": "tracked_at",
+    "last_changed_at": "last_changed_at",
+    "overall_xp": "overall_xp",
+}
+
+_LIST_PLAYERS = f"""
 SELECT {PLAYER_COLUMNS}
 FROM players p LEFT JOIN fetch_status s ON s.player_key = p.key
-WHERE p.key > %(cursor)s AND (%(status)s::text IS NULL OR ({_STATUS}) = %(status)s)
-ORDER BY p.key
+WHERE (%(status)s::text IS NULL OR ({_STATUS}) = %(status)s)
+  AND (%(mode)s::text IS NULL OR p.mode = %(mode)s)
+  AND (%(key_like)s::text IS NULL OR p.key LIKE %(key_like)s)
+  AND {{after}}
+ORDER BY {{column}} {{direction}} NULLS LAST, p.key {{direction}}
 LIMIT %(limit)s
 """
+
+
+def list_players(sort: str, descending: bool, after: str | None) -> sql.Composed:
+    """The player listing for a sort of LIST_SORT_COLUMNS, resuming after a row (`after`: None on
+    the first page, "key" after a row of the name sort, "value" after a row with a sort value,
+    "null" after a row without one). Key order breaks ties; rows without a value come last."""
+    column = sql.Identifier("p", LIST_SORT_COLUMNS[sort])
+    beyond = sql.SQL("<" if descending else ">")
+    shapes = {
+        None: "TRUE",
+        "key": "p.key {beyond} %(after_key)s",
+        "value": "(({column}, p.key) {beyond} (%(after_value)s, %(after_key)s)"
+        " OR {column} IS NULL)",
+        "null": "({column} IS NULL AND p.key {beyond} %(after_key)s)",
+    }
+    return sql.SQL(_LIST_PLAYERS).format(
+        after=sql.SQL(shapes[after]).format(column=column, beyond=beyond),
+        column=column,
+        direction=sql.SQL("DESC" if descending else "ASC"),
+    )
+
 
 GET_PLAYER = f"""
 SELECT {PLAYER_COLUMNS}, s.detail, o.total_level, o.data

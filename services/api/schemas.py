@@ -71,7 +71,18 @@ class PlayerDetail(PlayerSummary):
 
 class PlayerPage(msgspec.Struct):
     items: list[PlayerSummary]
-    next_cursor: str | None
+    next_cursor: str | None  # opaque; null on the last page
+
+
+class PlayerCursor(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """Where a page of GET /v1/players ended, inside its opaque next_cursor: the listing's
+    sort and order, and the last row's sort value (None for the name sort, and for a row
+    without one) and key."""
+
+    sort: str
+    order: str
+    value: int | Annotated[datetime, msgspec.Meta(tz=True)] | None
+    key: str
 
 
 class Accepted(msgspec.Struct):
