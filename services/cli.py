@@ -68,6 +68,31 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import nats.errors
+
+    from services.projector.rebuild import RebuildError, progress_bar, rebuild
+
+    settings = get_settings()
+    logs.configure("rebuild", settings.log_level)
+    try:
+        report = asyncio.run(
+            rebuild(settings, keep_old=args.keep_old, force=args.force, progress=progress_bar())
+        )
+    except (psycopg.OperationalError, nats.errors.Error, RebuildError, OSError) as exc:
+        print(f"\nosrs-diff rebuild: {exc}".rstrip(), file=sys.stderr)
+        return 1
+    print(
+        f"\nrebuilt the read models from {report.events:,} events in {report.seconds:.1f} s"
+        + (f"; {report.dead} could not be applied (see the dead letters)" if report.dead else "")
+        + ("; the old models are kept in schema osrs_replaced" if report.kept_old else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _epoch(value: str) -> float:
     return time.time() if value == "now" else float(value)
 
@@ -91,6 +116,18 @@ def parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply the SQL migrations to DATABASE_URL")
     migrate.set_defaults(func=_migrate)
+
+    rebuild = commands.add_parser(
+        "rebuild",
+        help="rebuild every read model from OSRS_EVT, the event log, while the API serves on",
+    )
+    rebuild.add_argument(
+        "--keep-old", action="store_true", help="keep the old models in schema osrs_replaced"
+    )
+    rebuild.add_argument(
+        "--force", action="store_true", help="rebuild even from an empty or truncated log"
+    )
+    rebuild.set_defaults(func=_rebuild)
 
     sim = commands.add_parser("sim", help="serve the hiscores simulator")
     sim.add_argument("--players", type=int, default=1000, help="population size (default 1000)")

@@ -39,6 +39,7 @@ class Projector:
         self.dead_letter = dead_letter
         self.metric_ids: dict[str, int] = {}
         self.metric_keys: dict[int, tuple[str, str]] = {}  # id -> (key, kind)
+        self.tables = 0  # the checkpoint table's oid: another one after `osrs-diff rebuild`
 
     async def seed_metrics(self) -> None:
         """Register the known metrics, in registry order, and load every metric id."""
@@ -73,10 +74,11 @@ class Projector:
     async def _apply_batch(self, stream: str, msgs: Sequence[Msg], careful: bool) -> int:
         applied = 0
         async with self.pool.connection() as conn, conn.transaction():
-            if not self.metric_ids:
-                await self._load_metric_ids(conn)
             row = await (await conn.execute(queries.LOCK_CHECKPOINT, (stream,))).fetchone()
-            last_seq = row[0]
+            last_seq, tables = row
+            if not self.metric_ids or tables != self.tables:  # new tables: reload the ids
+                await self._load_metric_ids(conn)
+                self.tables = tables
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
                 if seq <= last_seq:

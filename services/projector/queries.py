@@ -3,7 +3,7 @@
 LOCK_CHECKPOINT = """
 INSERT INTO projector_checkpoints (stream, last_seq) VALUES (%s, 0)
 ON CONFLICT (stream) DO UPDATE SET stream = EXCLUDED.stream
-RETURNING last_seq
+RETURNING last_seq, tableoid
 """
 
 CHECKPOINTS = "SELECT stream, last_seq FROM projector_checkpoints"
