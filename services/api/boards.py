@@ -15,7 +15,7 @@ from litestar.params import FromPath, QueryParameter
 from services.api.gains import PeriodError, parse_period
 from services.api.history import _player_id
 from services.api.players import key_of
-from services.api.queries import _STATUS as STATUS
+from services.api.queries import STATUS
 from shared import xp
 from shared.modes import GameMode
 from shared.packed import unpack

@@ -4,7 +4,7 @@ from psycopg import sql
 
 from shared.events import UNRANKED_AFTER
 
-_STATUS = f"""
+STATUS = f"""  # a player's status, from players p and fetch_status s
 CASE WHEN NOT p.tracked THEN 'untracked'
      WHEN s.outcome IS NULL AND p.last_changed_at IS NULL THEN 'pending'
      WHEN s.not_found_streak >= {UNRANKED_AFTER} THEN 'unranked'
@@ -13,7 +13,7 @@ CASE WHEN NOT p.tracked THEN 'untracked'
 """
 
 PLAYER_COLUMNS = f"""
-p.key, p.display_name, p.mode, ({_STATUS}) AS status, p.interval_s, p.tracked_at,
+p.key, p.display_name, p.mode, ({STATUS}) AS status, p.interval_s, p.tracked_at,
 s.fetched_at, p.last_changed_at, s.outcome, p.overall_xp, p.total_level, p.combat_level
 """
 
@@ -28,7 +28,7 @@ LIST_SORT_COLUMNS = {
 _LIST_PLAYERS = f"""
 SELECT {PLAYER_COLUMNS}
 FROM players p LEFT JOIN fetch_status s ON s.player_key = p.key
-WHERE (%(status)s::text IS NULL OR ({_STATUS}) = %(status)s)
+WHERE (%(status)s::text IS NULL OR ({STATUS}) = %(status)s)
   AND (%(mode)s::text IS NULL OR p.mode = %(mode)s)
   AND (%(key_like)s::text IS NULL OR p.key LIKE %(key_like)s)
   AND {{after}}
