@@ -4,7 +4,8 @@ from psycopg import sql
 
 from shared.events import UNRANKED_AFTER
 
-STATUS = f"""  # a player's status, from players p and fetch_status s
+# A player's status, from `players p LEFT JOIN fetch_status s`.
+STATUS = f"""
 CASE WHEN NOT p.tracked THEN 'untracked'
      WHEN s.outcome IS NULL AND p.last_changed_at IS NULL THEN 'pending'
      WHEN s.not_found_streak >= {UNRANKED_AFTER} THEN 'unranked'
