@@ -73,6 +73,54 @@ class Up:
             raise
 
 
+def _every_read_route_answers(api: str, headers: dict) -> None:
+    """The query API through the running stack, on what the demo has stored so far."""
+    player = f"{api}/v1/players/sim_1"
+    routes = {
+        f"{api}/v1/players?sort=overall_xp&limit=5": "items",
+        f"{player}/gains?period=day": "skills",
+        f"{player}/snapshots": "items",
+        f"{player}/timeline?metric=overall": "points",
+        f"{player}/records": "records",
+        f"{player}/achievements": "items",
+        f"{api}/v1/leaderboards/current?metric=overall": "entries",
+        f"{api}/v1/leaderboards/gains?metric=overall&period=day": "entries",
+        f"{api}/v1/stats": "observations",
+    }
+    for url, field in routes.items():
+        response = httpx.get(url, headers=headers)
+        assert response.status_code == 200 and field in response.json(), (url, response.text)
+    board = httpx.get(f"{api}/v1/leaderboards/current?metric=overall", headers=headers).json()
+    assert "sim_1" in [e["key"] for e in board["entries"]]
+    assert httpx.get(f"{api}/v1/stats", headers=headers).json()["observations"] >= 1
+
+
+def _rebuild_while_serving(up: "Up", headers: dict) -> None:
+    """`osrs-diff rebuild` against the running stack: the API serves on, the same data."""
+    urls = dict(
+        line.split("msg=", 1)[1].split(" ")[0:2]
+        for line in up.log.splitlines()
+        if "msg=nats_started" in line or "msg=postgres_started" in line
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSRS_")}
+    env |= {
+        "NATS_URL": urls["nats_started"].removeprefix("url="),
+        "DATABASE_URL": urls["postgres_started"].removeprefix("url="),
+    }
+    before = httpx.get(f"{up.api}/v1/players/sim_1/snapshots", headers=headers).json()
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "rebuild"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rebuilt the read models from" in done.stderr
+    after = httpx.get(f"{up.api}/v1/players/sim_1/snapshots", headers=headers).json()
+    assert after["items"][: len(before["items"])] == before["items"]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -97,6 +145,8 @@ def test_demo_serves_a_simulated_player_and_stops_cleanly_on_sigterm(tmp_root):
             assert time.monotonic() < up.deadline, (player, up.log)
             time.sleep(0.2)
         assert player["skills"]["overall"]["xp"] > 0 and player["status"] == "active"
+        _every_read_route_answers(up.api, headers)
+        _rebuild_while_serving(up, headers)
         running = up.descendants()
         assert len(running) >= 7  # four services, the simulator, NATS, Postgres
     finally:
