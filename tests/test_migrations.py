@@ -82,3 +82,57 @@ def test_migrate_creates_a_missing_database(postgres_server):
             make_conninfo(postgres_server, dbname="postgres"), autocommit=True
         ) as c:
             c.execute("DROP DATABASE IF EXISTS osrs_fresh_migrate WITH (FORCE)")
+
+
+async def test_a_migration_of_derived_models_makes_the_projector_replay_the_log(
+    postgres_server, js
+):
+    """004 adds models derived from OSRS_EVT: it drops the stored observations and the log
+    checkpoint, and the projector, starting over from the log, rebuilds them all."""
+    from psycopg.conninfo import make_conninfo
+
+    from tests.test_rebuild import Live, history, publish
+
+    url = make_conninfo(postgres_server, dbname="osrs_migrate_replay")
+    db.ensure_database(url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
+                " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for version, name, body in db.migrations()[:3]:
+                conn.execute(body)
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, name))
+            conn.execute(
+                "INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at)"
+                " VALUES ('alice', 'Alice', 'regular', true, 3600, now())"
+            )
+            conn.execute(
+                "INSERT INTO observations (player_id, observed_at, mode, data)"
+                " SELECT id, now(), 'regular', '\\x0102'::bytea FROM players"
+            )
+            conn.execute("INSERT INTO projector_checkpoints VALUES ('OSRS_EVT', 29, now())")
+        assert db.migrate(url) == [4]
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM observations").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM projector_checkpoints").fetchone() == (0,)
+        await publish(js, *history())
+        live = Live(js, url)
+        await live.start()
+        try:
+            assert await live.projector.checkpoints() == {}  # the feed starts at the log's start
+            assert await live.catch_up() == 29
+        finally:
+            for sub in live.subs.values():
+                await sub.unsubscribe()
+            await live.pool.close()
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM observations").fetchone() == (24,)
+            assert conn.execute("SELECT count(*) FROM achievements").fetchone()[0] > 0
+            assert conn.execute("SELECT count(*) FROM latest_values").fetchone()[0] > 0
+    finally:
+        with psycopg.connect(
+            make_conninfo(postgres_server, dbname="postgres"), autocommit=True
+        ) as c:
+            c.execute("DROP DATABASE IF EXISTS osrs_migrate_replay WITH (FORCE)")
