@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException, ValidationException
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 from psycopg_pool import AsyncConnectionPool
 
-from services.api import queries
+from services.api import examples, queries
 from services.api.passwords import DUMMY_HASH, hash_password, verify_password
 from services.api.schemas import TokenRequest, TokenResponse
 from shared.settings import Settings
@@ -84,6 +84,7 @@ async def _credentials(request: Request) -> TokenRequest:
     summary="Exchange a username and password for an access token",
     exclude_from_auth=True,
     tags=["auth"],
+    responses=examples.ok(TokenResponse, examples.TOKEN),
 )
 async def issue_token(request: Request, state: State) -> TokenResponse:
     creds = await _credentials(request)

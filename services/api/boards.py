@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, QueryParameter
 
+from services.api import examples
 from services.api.gains import PeriodError, parse_period
 from services.api.history import _player_id
 from services.api.players import key_of
@@ -176,7 +177,11 @@ class LeaderboardsController(Controller):
     path = "/v1/leaderboards"
     tags = ["leaderboards"]
 
-    @get("/current", summary="Highest xp or score of one metric among tracked players")
+    @get(
+        "/current",
+        summary="Highest xp or score of one metric among tracked players",
+        responses=examples.ok(CurrentBoard, examples.CURRENT_BOARD),
+    )
     async def current(
         self, state: State, metric: Metric, mode: Mode = None, limit: Limit = 20
     ) -> CurrentBoard:
@@ -208,6 +213,7 @@ class LeaderboardsController(Controller):
             "the value at the start (the last observation at or before it, else the first one "
             "after it). Unranked counts as 0; players who gained nothing are left out."
         ),
+        responses=examples.ok(GainsBoard, examples.GAINS_BOARD),
     )
     async def gains(
         self,
@@ -264,6 +270,7 @@ class LeaderboardsController(Controller):
     "/v1/stats",
     summary="Players by status and mode, observations, fetches in the last 24 h",
     tags=["stats"],
+    responses=examples.ok(Stats, examples.STATS),
 )
 async def stats(state: State) -> Stats:
     async with state.pool.connection() as conn:
@@ -301,6 +308,7 @@ class AchievementsController(Controller):
             "first observation already showed; for the others the milestone was reached "
             "between `previous_at` and `observed_at`."
         ),
+        responses=examples.ok(Achievements, examples.ACHIEVEMENTS),
     )
     async def achievements(
         self,

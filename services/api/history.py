@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, QueryParameter
 
-from services.api import queries
+from services.api import examples, queries
 from services.api.gains import Gains, Observation, PeriodError, compute_gains, parse_period
 from services.api.players import key_of, latest_values
 from services.api.schemas import ActivityValue, SkillValue
@@ -61,6 +61,7 @@ class HistoryController(Controller):
             "as 0. `start` and `end` name the observations used; both null when the window "
             "holds no data, and every gain is then 0."
         ),
+        responses=examples.ok(Gains, examples.GAINS),
     )
     async def gains(
         self,
@@ -86,7 +87,11 @@ class HistoryController(Controller):
             metrics = await state.metrics.get(conn, needed)
         return compute_gains(key, start_at, end_at, metrics, start, end)
 
-    @get("/snapshots", summary="The stored observations, oldest first, with cursor pagination")
+    @get(
+        "/snapshots",
+        summary="The stored observations, oldest first, with cursor pagination",
+        responses=examples.ok(SnapshotPage, examples.SNAPSHOTS),
+    )
     async def snapshots(
         self,
         name: FromPath[str],
@@ -112,7 +117,11 @@ class HistoryController(Controller):
         more = len(items) == limit
         return SnapshotPage(items=items, next_cursor=items[-1].observed_at if more else None)
 
-    @get("/timeline", summary="One metric over time, for charts: a point per observation")
+    @get(
+        "/timeline",
+        summary="One metric over time, for charts: a point per observation",
+        responses=examples.ok(Timeline, examples.TIMELINE),
+    )
     async def timeline(
         self,
         name: FromPath[str],

@@ -17,7 +17,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from services.api import queries
+from services.api import examples, queries
 from services.api.schemas import (
     Accepted,
     ActivityValue,
@@ -86,6 +86,7 @@ class PlayersController(Controller):
         "/",
         status_code=HTTP_202_ACCEPTED,
         summary="Track a player: fetched at once, then on schedule",
+        responses=examples.ok(PlayerDetail, examples.TRACKED, HTTP_202_ACCEPTED),
     )
     async def track(
         self, data: JSONBody[TrackPlayer], request: Request, state: State
@@ -151,6 +152,7 @@ class PlayersController(Controller):
             "(never observed) come last either way. For the next page pass `next_cursor` as "
             "`cursor`, with the same sort and order; it is null on the last page."
         ),
+        responses=examples.ok(PlayerPage, examples.PLAYER_PAGE),
     )
     async def list_players(
         self,
@@ -217,14 +219,23 @@ class PlayersController(Controller):
             items=items, next_cursor=encode_cursor(PlayerCursor(sort, order, value, last.key))
         )
 
-    @get("/{name:str}", summary="The latest state of a player")
+    @get(
+        "/{name:str}",
+        summary="The latest state of a player",
+        responses=examples.ok(PlayerDetail, examples.PLAYER),
+    )
     async def get_player(self, name: FromPath[str], state: State) -> PlayerDetail:
         detail = await self._detail(state, key_of(name))
         if detail is None:
             raise NotFoundException(f"player {name!r} is not tracked")
         return detail
 
-    @patch("/{name:str}", status_code=HTTP_202_ACCEPTED, summary="Change the interval or the mode")
+    @patch(
+        "/{name:str}",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Change the interval or the mode",
+        responses=examples.ok(PlayerDetail, examples.CHANGED, HTTP_202_ACCEPTED),
+    )
     async def change(
         self, name: FromPath[str], data: JSONBody[ChangePlayer], request: Request, state: State
     ) -> PlayerDetail:
@@ -249,7 +260,12 @@ class PlayersController(Controller):
             interval_s=data.interval_s or current.interval_s,
         )
 
-    @delete("/{name:str}", status_code=HTTP_202_ACCEPTED, summary="Stop tracking (history is kept)")
+    @delete(
+        "/{name:str}",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Stop tracking (history is kept)",
+        responses=examples.ok(Accepted, examples.UNTRACKING, HTTP_202_ACCEPTED),
+    )
     async def untrack(self, name: FromPath[str], request: Request, state: State) -> Accepted:
         key = await self._tracked_key(state, name)
         event = PlayerUntracked(player_key=key, by=request.user.username)
@@ -258,7 +274,12 @@ class PlayersController(Controller):
         )
         return Accepted(key=key, status="untracking", detail="tracking stops; history is kept")
 
-    @post("/{name:str}/refresh", status_code=HTTP_202_ACCEPTED, summary="Fetch a player now")
+    @post(
+        "/{name:str}/refresh",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Fetch a player now",
+        responses=examples.ok(Accepted, examples.FETCHING, HTTP_202_ACCEPTED),
+    )
     async def refresh(self, name: FromPath[str], state: State) -> Response[Accepted]:
         key = await self._tracked_key(state, name)
         detail = await self._detail(state, key)

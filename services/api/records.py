@@ -15,6 +15,7 @@ from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, QueryParameter
 
+from services.api import examples
 from services.api.gains import Observation, _value
 from services.api.history import _observation, _player_id
 from services.api.players import key_of
@@ -124,6 +125,7 @@ class RecordsController(Controller):
             "score for an activity; on a tie the earliest bucket stands. `observed_at` is the "
             "observation that closed the bucket. A player without observations has no records."
         ),
+        responses=examples.ok(Records, examples.RECORDS),
     )
     async def records(
         self,
