@@ -168,6 +168,7 @@ async def test_snapshots_page_through_the_stored_observations(client, database_u
     cursor = first["next_cursor"].replace("+00:00", "Z")
     second = (await client.get(f"/v1/players/zezima/snapshots?limit=1&cursor={cursor}")).json()
     assert [s["total_level"] for s in second["items"]] == [1014]
+    assert second["next_cursor"] is None  # an exactly full last page says so
     window = (await client.get(f"/v1/players/zezima/snapshots?from={iso(20)}&to={iso(70)}")).json()
     assert len(window["items"]) == 1 and window["next_cursor"] is None
     assert (await client.get("/v1/players/zezima/snapshots?limit=101")).status_code == 400

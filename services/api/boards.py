@@ -14,7 +14,7 @@ from litestar.params import FromPath, QueryParameter
 
 from services.api import examples
 from services.api.gains import PeriodError, parse_period
-from services.api.history import _player_id
+from services.api.history import player_id_of
 from services.api.players import key_of
 from services.api.queries import STATUS
 from shared import xp
@@ -324,6 +324,6 @@ class AchievementsController(Controller):
             )
         key = key_of(name)
         async with state.pool.connection() as conn:
-            player_id = await _player_id(conn, key, name)
+            player_id = await player_id_of(conn, key, name)
             rows = await (await conn.execute(ACHIEVEMENTS, (player_id, kind, kind))).fetchall()
         return Achievements(key=key, items=[Achievement(*row) for row in rows])

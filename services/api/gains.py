@@ -86,8 +86,8 @@ def compute_gains(
     skills: dict[str, SkillGain] = {}
     activities: dict[str, ActivityGain] = {}
     for metric_id, metric_key, kind in metrics:
-        first_rank, first = _value(start, metric_id)
-        last_rank, last = _value(end, metric_id)
+        first_rank, first = value_of(start, metric_id)
+        last_rank, last = value_of(end, metric_id)
         rank = last_rank - first_rank if first_rank > 0 and last_rank > 0 else None
         if kind != "skill":
             activities[metric_key] = ActivityGain(score=last - first, rank=rank)
@@ -108,7 +108,7 @@ def compute_gains(
     )
 
 
-def _value(observation: Observation | None, metric_id: int) -> tuple[int, int]:
+def value_of(observation: Observation | None, metric_id: int) -> tuple[int, int]:
     """(rank, value) with unranked as (-1, 0): an unranked value counts as 0 in a gain."""
     if observation is None:
         return -1, 0

@@ -76,13 +76,13 @@ class HistoryController(Controller):
         start_at, end_at = _window(period, from_, to)
         key = key_of(name)
         async with state.pool.connection() as conn:
-            player_id = await _player_id(conn, key, name)
-            start = await _observation(conn, queries.OBSERVATION_AT, (player_id, start_at))
+            player_id = await player_id_of(conn, key, name)
+            start = await observation_of(conn, queries.OBSERVATION_AT, (player_id, start_at))
             if start is None:
-                start = await _observation(
+                start = await observation_of(
                     conn, queries.FIRST_OBSERVATION_IN, (player_id, start_at, end_at)
                 )
-            end = await _observation(conn, queries.OBSERVATION_AT, (player_id, end_at))
+            end = await observation_of(conn, queries.OBSERVATION_AT, (player_id, end_at))
             needed = set(start.entries if start else ()) | set(end.entries if end else ())
             metrics = await state.metrics.get(conn, needed)
         return compute_gains(key, start_at, end_at, metrics, start, end)
@@ -106,15 +106,16 @@ class HistoryController(Controller):
         start_at, end_at = _range(from_, to)
         key = key_of(name)
         async with state.pool.connection() as conn:
-            player_id = await _player_id(conn, key, name)
-            rows = await _between(conn, player_id, start_at, end_at, cursor, limit)
+            player_id = await player_id_of(conn, key, name)
+            rows = await _between(conn, player_id, start_at, end_at, cursor, limit + 1)
+            more = len(rows) > limit  # one row past the page says whether another follows
+            rows = rows[:limit]
             metrics = await state.metrics.get(conn, {m for *_, data in rows for m, _, _ in data})
         items = []
         for observed_at, mode, total_level, data in rows:
             entries = {m: (r, v) for m, r, v in data}
             skills, activities = latest_values(metrics, entries, total_level)
             items.append(Snapshot(observed_at, mode, total_level, skills, activities))
-        more = len(items) == limit
         return SnapshotPage(items=items, next_cursor=items[-1].observed_at if more else None)
 
     @get(
@@ -140,7 +141,7 @@ class HistoryController(Controller):
                     f"unknown metric {metric!r}; valid: {', '.join(sorted(known))}"
                 )
             metric_id, kind = known[metric]
-            player_id = await _player_id(conn, key, name)
+            player_id = await player_id_of(conn, key, name)
             rows = await _between(conn, player_id, start_at, end_at, None, MAX_TIMELINE_POINTS)
         points = []
         for observed_at, _, _, data in rows:
@@ -149,7 +150,7 @@ class HistoryController(Controller):
         return Timeline(key=key, metric=metric, kind=kind, points=points)
 
 
-async def _player_id(conn, key: str, name: str) -> int:
+async def player_id_of(conn, key: str, name: str) -> int:
     row = await (await conn.execute(queries.PLAYER_ID, (key,))).fetchone()
     if row is None:
         raise NotFoundException(f"player {name!r} is not tracked")
@@ -202,7 +203,7 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def _observation(conn, query: str, params: tuple) -> Observation | None:
+async def observation_of(conn, query: str, params: tuple) -> Observation | None:
     row = await (await conn.execute(query, params)).fetchone()
     if row is None:
         return None

@@ -16,8 +16,8 @@ from litestar.exceptions import ValidationException
 from litestar.params import FromPath, QueryParameter
 
 from services.api import examples
-from services.api.gains import Observation, _value
-from services.api.history import _observation, _player_id
+from services.api.gains import Observation, value_of
+from services.api.history import observation_of, player_id_of
 from services.api.players import key_of
 from shared.packed import unpack
 
@@ -86,7 +86,7 @@ def _best(
     for start, end, closing in _buckets(observations, period):
         # Unranked counts as 0, so only a metric ranked at the close can have gained.
         for metric_id in closing.entries.keys() & keys.keys():
-            gain = _value(closing, metric_id)[1] - _value(baseline, metric_id)[1]
+            gain = value_of(closing, metric_id)[1] - value_of(baseline, metric_id)[1]
             metric_key = keys[metric_id]
             if gain > 0 and (metric_key not in best or gain > best[metric_key].gain):
                 best[metric_key] = Record(gain, start, end, closing.observed_at)
@@ -142,8 +142,8 @@ class RecordsController(Controller):
             raise ValidationException(f"unknown period {period!r}; valid: {', '.join(BUCKETS)}")
         key = key_of(name)
         async with state.pool.connection() as conn:
-            player_id = await _player_id(conn, key, name)
-            first = await _observation(conn, FIRST_OBSERVATION, (player_id,))
+            player_id = await player_id_of(conn, key, name)
+            first = await observation_of(conn, FIRST_OBSERVATION, (player_id,))
             rows = await (await conn.execute(DAILY_CLOSES, (player_id,))).fetchall()
             observations = [first] if first else []
             observations += [
