@@ -162,3 +162,24 @@ async def test_achievements_with_the_observation_that_first_showed_them(client):
     none = (await client.get("/v1/players/dave/achievements")).json()
     assert none == {"key": "dave", "items": []}
     assert (await client.get("/v1/players/nobody/achievements")).status_code == 404
+
+
+async def test_leaderboards_page_with_a_cursor(client):
+    first = (await client.get("/v1/leaderboards/current?metric=attack&limit=1")).json()
+    assert [(e["position"], e["key"]) for e in first["entries"]] == [(1, "alice")]
+    cursor = first["next_cursor"]
+    second = (
+        await client.get(f"/v1/leaderboards/current?metric=attack&limit=1&cursor={cursor}")
+    ).json()
+    assert [(e["position"], e["key"]) for e in second["entries"]] == [(2, "bob")]
+    assert second["next_cursor"] is None  # an exactly full last page says so
+    gains = "/v1/leaderboards/gains?metric=attack&period=week&limit=1"
+    top = (await client.get(gains)).json()
+    rest = (await client.get(f"{gains}&cursor={top['next_cursor']}")).json()
+    assert [(e["position"], e["key"]) for e in top["entries"] + rest["entries"]] == [
+        (1, "alice"),
+        (2, "bob"),
+    ]
+    assert rest["next_cursor"] is None
+    bad = await client.get("/v1/leaderboards/current?metric=attack&cursor=1;DROP")
+    assert bad.status_code == 400

@@ -27,6 +27,8 @@ CURRENT = """
 SELECT p.key, p.display_name, p.mode, l.value, p.total_level, p.last_changed_at
 FROM latest_values l JOIN players p ON p.id = l.player_id
 WHERE l.metric_id = %(metric_id)s AND p.tracked AND (%(mode)s::text IS NULL OR p.mode = %(mode)s)
+  AND (%(after_value)s::bigint IS NULL OR l.value < %(after_value)s
+       OR (l.value = %(after_value)s AND p.key > %(after_key)s))
 ORDER BY l.value DESC, p.key
 LIMIT %(limit)s
 """
@@ -98,6 +100,7 @@ class CurrentBoard(msgspec.Struct):
     kind: str
     mode: str | None
     entries: list[BoardEntry]
+    next_cursor: str | None  # the `cursor` of the next page; null on the last one
 
 
 class GainEntry(msgspec.Struct):
@@ -119,6 +122,7 @@ class GainsBoard(msgspec.Struct):
     start_at: datetime = msgspec.field(name="from")
     end_at: datetime = msgspec.field(name="to")
     entries: list[GainEntry] = []
+    next_cursor: str | None = None  # the `cursor` of the next page; null on the last one
 
 
 class Stats(msgspec.Struct):
@@ -148,6 +152,35 @@ class Achievements(msgspec.Struct):
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="entries, 1 to 100")]
 Mode = Annotated[str | None, QueryParameter(description=f"only players of this mode: {MODES}")]
 Metric = Annotated[str, QueryParameter(description="a metric key, like overall, attack, zulrah")]
+Cursor = Annotated[
+    str | None,
+    QueryParameter(
+        description="next_cursor of the previous page",
+        max_length=48,
+        pattern=r"^[0-9]{1,6}\.-?[0-9]{1,19}\.[a-z0-9_]{1,12}$",
+    ),
+]
+
+
+class Page(msgspec.Struct, frozen=True):
+    """Where a board page starts: after this position, value and key (ties go by key)."""
+
+    position: int = 0
+    value: int | None = None
+    key: str = ""
+
+    @classmethod
+    def after(cls, cursor: str | None) -> Page:
+        if cursor is None:
+            return cls()
+        position, value, key = cursor.split(".", 2)
+        return cls(int(position), int(value), key)
+
+    def follows(self, value: int, key: str) -> bool:
+        return self.value is None or value < self.value or (value == self.value and key > self.key)
+
+    def next_cursor(self, shown: int, value: int, key: str) -> str:
+        return f"{self.position + shown}.{value}.{key}"
 
 
 def _mode(mode: str | None) -> str | None:
@@ -183,17 +216,29 @@ class LeaderboardsController(Controller):
         responses=examples.ok(CurrentBoard, examples.CURRENT_BOARD),
     )
     async def current(
-        self, state: State, metric: Metric, mode: Mode = None, limit: Limit = 20
+        self,
+        state: State,
+        metric: Metric,
+        mode: Mode = None,
+        limit: Limit = 20,
+        cursor: Cursor = None,
     ) -> CurrentBoard:
         mode = _mode(mode)
+        page = Page.after(cursor)
         async with state.pool.connection() as conn:
             metric_id, kind = await known_metric(state, conn, metric)
-            rows = await (
-                await conn.execute(CURRENT, {"metric_id": metric_id, "mode": mode, "limit": limit})
-            ).fetchall()
+            params = {
+                "metric_id": metric_id,
+                "mode": mode,
+                "limit": limit + 1,  # one more says whether another page follows
+                "after_value": page.value,
+                "after_key": page.key,
+            }
+            rows = await (await conn.execute(CURRENT, params)).fetchall()
+        more, rows = len(rows) > limit, rows[:limit]
         entries = [
             BoardEntry(
-                position=i,
+                position=page.position + i,
                 key=key,
                 display_name=name,
                 mode=player_mode,
@@ -203,7 +248,14 @@ class LeaderboardsController(Controller):
             )
             for i, (key, name, player_mode, value, total_level, changed_at) in enumerate(rows, 1)
         ]
-        return CurrentBoard(metric=metric, kind=kind, mode=mode, entries=entries)
+        last = entries[-1] if more else None
+        return CurrentBoard(
+            metric=metric,
+            kind=kind,
+            mode=mode,
+            entries=entries,
+            next_cursor=page.next_cursor(limit, last.value, last.key) if last else None,
+        )
 
     @get(
         "/gains",
@@ -224,8 +276,10 @@ class LeaderboardsController(Controller):
         ] = "week",
         mode: Mode = None,
         limit: Limit = 20,
+        cursor: Cursor = None,
     ) -> GainsBoard:
         mode = _mode(mode)
+        page = Page.after(cursor)
         try:
             span = parse_period(period)
         except PeriodError as exc:
@@ -241,7 +295,7 @@ class LeaderboardsController(Controller):
         for key, name, player_mode, end_value, end_at_obs, start_obs, data in rows:
             start_value = next((v for m, _, v in unpack(data) if m == metric_id), -1)
             gain = end_value - max(start_value, 0)
-            if gain > 0:
+            if gain > 0 and page.follows(gain, key):
                 gained.append(
                     (
                         gain,
@@ -256,13 +310,20 @@ class LeaderboardsController(Controller):
                 )
         gained.sort(key=lambda g: (-g[0], g[1]))
         entries = [
-            GainEntry(i, key, name, m, gain, start_value, end_value, start_obs, end_obs)
-            for i, (gain, key, name, m, start_value, end_value, start_obs, end_obs) in enumerate(
+            GainEntry(page.position + i, key, name, m, gain, start, end, start_obs, end_obs)
+            for i, (gain, key, name, m, start, end, start_obs, end_obs) in enumerate(
                 gained[:limit], 1
             )
         ]
+        last = entries[-1] if len(gained) > limit else None
         return GainsBoard(
-            metric=metric, kind=kind, mode=mode, start_at=start_at, end_at=end_at, entries=entries
+            metric=metric,
+            kind=kind,
+            mode=mode,
+            start_at=start_at,
+            end_at=end_at,
+            entries=entries,
+            next_cursor=page.next_cursor(limit, last.gained, last.key) if last else None,
         )
 
 

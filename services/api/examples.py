@@ -235,6 +235,7 @@ CURRENT_BOARD = ResponseExample(
                 "last_changed_at": "2026-11-16T11:30:02Z",
             },
         ],
+        "next_cursor": "2.1204587331.zezima",
     },
 )
 
@@ -270,6 +271,7 @@ GAINS_BOARD = ResponseExample(
                 "end_observed_at": LAST_CHANGED_AT,
             },
         ],
+        "next_cursor": None,
     },
 )
 
