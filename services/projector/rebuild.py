@@ -4,8 +4,9 @@ The new models are built in a schema of their own while the API goes on serving 
 and the live projector goes on applying new events. Then, in one transaction that holds the live
 projector's checkpoint table (so no batch of it is half-applied), the new models catch up with
 it and the schemas are swapped by renaming: the new one becomes `public`, the old one
-`osrs_replaced` (dropped at the end unless kept). Tables that do not come from OSRS_EVT (users,
-the latest fetch statuses and the fetch counts from OSRS_STATUS) move over as they are.
+`osrs_replaced` (dropped at the end unless kept). Tables that do not come from OSRS_EVT (users
+and their tokens and API keys, the latest fetch statuses and the fetch counts from OSRS_STATUS)
+move over as they are.
 
 Statements resolve table names when they run, so the API and the live projector read and write
 the new tables from their next statement on; the live projector resumes after the rebuilt
@@ -37,7 +38,16 @@ log = logging.getLogger("osrs.rebuild")
 
 STAGING = "osrs_rebuild"
 REPLACED = "osrs_replaced"
-CARRIED = ("users", "fetch_status", "fetch_outcomes")  # not derived from OSRS_EVT
+# Not derived from OSRS_EVT. The API's tokens and keys before the users they reference: they are
+# dropped from the staging schema in this order.
+CARRIED = (
+    "refresh_tokens",
+    "revoked_tokens",
+    "api_keys",
+    "users",
+    "fetch_status",
+    "fetch_outcomes",
+)
 BATCH = 1000
 
 Progress = Callable[[int, int], None]  # (events read, events in the log)
