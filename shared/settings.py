@@ -10,6 +10,8 @@ from collections.abc import Mapping
 import msgspec
 
 DEFAULT_HISCORES_URL = "https://secure.runescape.com"
+JWT_ALGORITHMS = ("HS256", "RS256", "EdDSA")
+MIN_SECRET_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -21,6 +23,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/osrs"
     hiscores_url: str = DEFAULT_HISCORES_URL
     jwt_secret: str | None = None
+    jwt_private_key_file: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_algorithm: str | None = None  # None: HS256, or the one the private key is for
+    jwt_issuer: str = "osrs-diff"
+    jwt_audience: str = "osrs-diff-api"
     admin_username: str | None = None
     admin_password: str | None = None
     fetch_interval: int = 3600
@@ -29,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dev: bool = False
     refresh_cooldown: int = 60
     access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 86_400
     log_level: str = "INFO"
     fetch_rate: float = 4.0
     fetch_concurrency: int = 8
@@ -43,6 +51,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             database_url=env.get("DATABASE_URL") or d.database_url,
             hiscores_url=(env.get("OSRS_HISCORES_URL") or d.hiscores_url).rstrip("/"),
             jwt_secret=env.get("OSRS_JWT_SECRET") or None,
+            jwt_private_key_file=env.get("OSRS_JWT_PRIVATE_KEY_FILE") or None,
+            jwt_public_key_file=env.get("OSRS_JWT_PUBLIC_KEY_FILE") or None,
+            jwt_algorithm=_jwt_algorithm(env),
+            jwt_issuer=env.get("OSRS_JWT_ISSUER") or d.jwt_issuer,
+            jwt_audience=env.get("OSRS_JWT_AUDIENCE") or d.jwt_audience,
             admin_username=env.get("OSRS_ADMIN_USERNAME") or None,
             admin_password=env.get("OSRS_ADMIN_PASSWORD") or None,
             fetch_interval=_int(env, "OSRS_FETCH_INTERVAL", d.fetch_interval, minimum=1),
@@ -51,6 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             dev=_flag(env, "OSRS_DEV"),
             refresh_cooldown=_int(env, "OSRS_REFRESH_COOLDOWN", d.refresh_cooldown, minimum=1),
             access_token_ttl=_int(env, "OSRS_ACCESS_TOKEN_TTL", d.access_token_ttl, minimum=1),
+            refresh_token_ttl=_int(env, "OSRS_REFRESH_TOKEN_TTL", d.refresh_token_ttl, minimum=60),
             log_level=(env.get("OSRS_LOG_LEVEL") or d.log_level).upper(),
             fetch_rate=_float(env, "OSRS_FETCH_RATE", d.fetch_rate),
             fetch_concurrency=_int(env, "OSRS_FETCH_CONCURRENCY", d.fetch_concurrency, minimum=1),
@@ -58,12 +72,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def signing_secret(self) -> str:
-        """The JWT secret; outside dev mode the API refuses to run without one."""
+        """The HS256 secret: OSRS_JWT_SECRET of at least 32 bytes; in dev mode a random one when
+        unset. The API runs without it only with key files (services.api.tokens)."""
         if self.jwt_secret:
+            if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+                raise SettingsError(
+                    f"OSRS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (try: python3 -c "
+                    "'import secrets; print(secrets.token_urlsafe(48))')"
+                )
             return self.jwt_secret
         if self.dev:
             return _dev_secret()
-        raise SettingsError("OSRS_JWT_SECRET is not set (set it, or OSRS_DEV=1 for a random one)")
+        raise SettingsError(
+            f"no JWT signing key: set OSRS_JWT_SECRET (at least {MIN_SECRET_BYTES} bytes), or "
+            "OSRS_JWT_PRIVATE_KEY_FILE (an Ed25519 or RSA key in PEM), or OSRS_DEV=1 for a "
+            "random secret"
+        )
 
 
 _DEFAULTS = Settings()
@@ -82,6 +106,16 @@ def get_settings() -> Settings:
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return (env.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _jwt_algorithm(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("OSRS_JWT_ALGORITHM") or "").strip()
+    if not raw:
+        return None
+    for algorithm in JWT_ALGORITHMS:
+        if raw.lower() == algorithm.lower():
+            return algorithm
+    raise SettingsError(f"OSRS_JWT_ALGORITHM must be one of {', '.join(JWT_ALGORITHMS)}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -12,7 +12,17 @@ from services.api.boards import Achievements, CurrentBoard, GainsBoard, Stats
 from services.api.gains import Gains
 from services.api.history import SnapshotPage, Timeline
 from services.api.records import Records
-from services.api.schemas import Accepted, PlayerDetail, PlayerPage, TokenResponse
+from services.api.schemas import (
+    Accepted,
+    ApiKey,
+    ApiKeyList,
+    CreatedApiKey,
+    LoggedOut,
+    Me,
+    PlayerDetail,
+    PlayerPage,
+    TokenResponse,
+)
 
 EXAMPLES: list[tuple[type, Example]] = [
     (PlayerDetail, examples.TRACKED),
@@ -30,6 +40,11 @@ EXAMPLES: list[tuple[type, Example]] = [
     (Stats, examples.STATS),
     (Achievements, examples.ACHIEVEMENTS),
     (TokenResponse, examples.TOKEN),
+    (LoggedOut, examples.LOGGED_OUT),
+    (Me, examples.ME),
+    (CreatedApiKey, examples.CREATED_API_KEY),
+    (ApiKeyList, examples.API_KEYS),
+    (ApiKey, examples.REVOKED_API_KEY),
 ]
 
 
@@ -64,7 +79,7 @@ async def test_every_v1_operation_shows_an_example_of_its_success_response(clien
         if path.startswith("/v1/")
         for method, operation in item.items()
     ]
-    assert len(operations) == 15
+    assert len(operations) == 21
     for name, operation in operations:
         status = min(code for code in operation["responses"] if code.startswith("2"))
         content = operation["responses"][status]["content"]["application/json"]

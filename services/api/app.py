@@ -1,4 +1,4 @@
-"""The API: Litestar, one psycopg pool, one NATS connection, JWT bearer auth."""
+"""The API: Litestar, one psycopg pool, one NATS connection, JWT and API key auth."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from litestar.openapi import OpenAPIConfig
 from psycopg import AsyncConnection
 
 from services.api import queries
-from services.api.auth import create_auth, ensure_admin, issue_token
+from services.api.api_keys import ApiKeysController
+from services.api.auth import AuthController, ensure_admin
 from services.api.boards import AchievementsController, LeaderboardsController, stats
 from services.api.history import HistoryController
 from services.api.players import PlayersController
 from services.api.records import RecordsController
 from services.api.schemas import Health
+from services.api.tokens import AccessTokens, TokenAuth
 from shared import db, logs
 from shared import nats as natsx
 from shared.serving import serve_asgi
@@ -66,7 +68,7 @@ async def ready(state: State) -> Response[Health]:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    auth = create_auth(settings)  # refuses to build without a secret outside dev mode
+    tokens = AccessTokens.from_settings(settings)  # refuses to build without a signing key
     pool = db.pool(settings.database_url, min_size=2, max_size=10, name="osrs-api")
 
     @asynccontextmanager
@@ -91,7 +93,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[
-            issue_token,
+            AuthController,
+            ApiKeysController,
             PlayersController,
             HistoryController,
             RecordsController,
@@ -110,8 +113,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             formatters={},
             loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}},
         ),
-        on_app_init=[auth.on_app_init],
-        state=State({"settings": settings, "pool": pool, "auth": auth, "metrics": MetricCache()}),
+        on_app_init=[TokenAuth(tokens, pool).on_app_init],
+        state=State(
+            {"settings": settings, "pool": pool, "tokens": tokens, "metrics": MetricCache()}
+        ),
         openapi_config=OpenAPIConfig(
             title="osrs-diff",
             version="0.1.0",

@@ -326,14 +326,67 @@ ACHIEVEMENTS = ResponseExample(
 )
 
 TOKEN = ResponseExample(
-    summary="A bearer token for admin, valid for 15 minutes",
+    summary="An access token for admin, valid for 15 minutes, and the session's refresh token",
     value={
         "access_token": (
-            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3OTQ4MzEzMDUsInN1YiI6ImFkbWluIiwiaW"
-            "F0IjoxNzk0ODMwNDA1LCJleHRyYXMiOnsicm9sZSI6ImFkbWluIn19.9FzvpNx2rIQiGDbC65MH7Sk3JHRA"
-            "sbxkZCkZPOjZ75k"
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJvc3JzLWRpZmYiLCJhdWQiOiJvc3JzLWRpZm"
+            "YtYXBpIiwic3ViIjoiMSIsImlhdCI6MTc5NDgzMDQwNSwibmJmIjoxNzk0ODMwNDA1LCJleHAiOjE3OTQ4"
+            "MzEzMDUsImp0aSI6IjNmMmI4YzFlLTVkNGEtNGU3Yi05YzYxLTBhOGQyZTRmNmIxMyIsInJvbGUiOiJhZG"
+            "1pbiJ9.jZ4QAcuPzvZKoWMiEueeqUkL6d1t_BUOJ3a910RgSgM"
         ),
+        "refresh_token": "9G_-Oz158G35bFZ-FYb4IepbZFGQtk-PGyLYES4gomk",
         "token_type": "bearer",
         "expires_in": 900,
     },
+)
+LOGGED_OUT = ResponseExample(
+    summary="The access token and its session's refresh tokens revoked",
+    value={"access_token_revoked": True, "refresh_family_revoked": True},
+)
+ME = ResponseExample(
+    summary="admin, with an access token",
+    value={
+        "username": "admin",
+        "role": "admin",
+        "kind": "access_token",
+        "expires_at": "2026-11-16T12:15:05Z",
+    },
+)
+_API_KEY = {
+    "id": 3,
+    "name": "clan dashboard",
+    "role": "user",
+    "prefix": "osrs_YpBz7yJ",
+    "owner": "admin",
+    "created_at": "2026-11-02T18:40:11Z",
+    "last_used_at": "2026-11-16T11:59:00Z",
+    "revoked_at": None,
+}
+CREATED_API_KEY = ResponseExample(
+    summary="A key for a bot that reads and tracks players, shown this once",
+    value={
+        **_API_KEY,
+        "created_at": NOW,
+        "last_used_at": None,
+        "key": "osrs_YpBz7yJFObVYHCAJudfndftMsPGW8uQuqVUzY9J5tbM",
+    },
+)
+API_KEYS = ResponseExample(
+    summary="admin's keys: one in use, one revoked",
+    value={
+        "items": [
+            {
+                **_API_KEY,
+                "id": 1,
+                "name": "old bot",
+                "prefix": "osrs_Qm3xT0a",
+                "revoked_at": "2026-11-02T18:41:00Z",
+            },
+            _API_KEY,
+        ]
+    },
+)
+REVOKED_API_KEY = ResponseExample(
+    summary="The clan dashboard's key, revoked",
+    value={**_API_KEY, "revoked_at": NOW},
 )

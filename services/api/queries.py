@@ -71,7 +71,7 @@ IS_TRACKED = "SELECT tracked FROM players WHERE key = %s"
 METRICS = "SELECT id, key, kind FROM metrics ORDER BY id"
 
 USER_BY_NAME = """
-SELECT username, password_hash, role, disabled FROM users WHERE lower(username) = lower(%s)
+SELECT id, username, password_hash, role, disabled FROM users WHERE lower(username) = lower(%s)
 """
 
 ANY_USER = "SELECT EXISTS (SELECT 1 FROM users)"
@@ -101,4 +101,98 @@ WHERE player_id = %(player_id)s AND observed_at >= %(start)s AND observed_at <= 
   AND observed_at > %(after)s
 ORDER BY observed_at
 LIMIT %(limit)s
+"""
+
+
+# Tokens and API keys (services/api/tokens.py, auth.py, api_keys.py).
+
+# Every request with an access token: its user as now, and whether the token was revoked.
+ACCESS_TOKEN_HOLDER = """
+SELECT u.username, u.role, u.disabled,
+       EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = %(jti)s)
+FROM users u WHERE u.id = %(user_id)s
+"""
+
+# Every request with an API key: the key and its owner; last_used_at written at most once a minute.
+API_KEY_HOLDER = """
+WITH key AS (
+    SELECT k.id, k.user_id, k.role, k.last_used_at, u.username, u.role AS user_role, u.disabled
+    FROM api_keys k JOIN users u ON u.id = k.user_id
+    WHERE k.key_hash = %s AND k.revoked_at IS NULL
+), touched AS (
+    UPDATE api_keys SET last_used_at = now() FROM key
+    WHERE api_keys.id = key.id AND NOT key.disabled
+      AND (key.last_used_at IS NULL OR key.last_used_at < now() - interval '1 minute')
+)
+SELECT id, user_id, role, username, user_role, disabled FROM key
+"""
+
+INSERT_REFRESH_TOKEN = """
+INSERT INTO refresh_tokens
+    (token_hash, family_id, user_id, expires_at, access_jti, access_expires_at)
+VALUES (%(token_hash)s, %(family_id)s, %(user_id)s, now() + make_interval(secs => %(ttl_s)s),
+        %(access_jti)s, %(access_expires_at)s)
+"""
+
+REFRESH_TOKEN_FOR_UPDATE = """
+SELECT r.family_id, r.user_id, r.used_at IS NOT NULL, r.revoked_at IS NOT NULL,
+       r.expires_at <= now(), u.role, u.disabled
+FROM refresh_tokens r JOIN users u ON u.id = r.user_id
+WHERE r.token_hash = %s
+FOR UPDATE OF r
+"""
+
+MARK_REFRESH_TOKEN_USED = "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = %s"
+
+REFRESH_FAMILY_OF = "SELECT family_id FROM refresh_tokens WHERE token_hash = %s AND user_id = %s"
+
+# A family's refresh tokens, and the access tokens issued with them that are still valid.
+REVOKE_REFRESH_FAMILY = """
+WITH family AS (
+    UPDATE refresh_tokens SET revoked_at = now()
+    WHERE family_id = %s AND revoked_at IS NULL
+    RETURNING user_id, access_jti, access_expires_at
+)
+INSERT INTO revoked_tokens (jti, user_id, expires_at)
+SELECT access_jti, user_id, access_expires_at FROM family WHERE access_expires_at > now()
+ON CONFLICT (jti) DO NOTHING
+"""
+
+REVOKE_ACCESS_TOKEN = """
+INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES (%s, %s, %s)
+ON CONFLICT (jti) DO NOTHING
+"""
+
+# Revoked access tokens past their expiry (and the verifier's leeway) need no row any more.
+PRUNE_REVOKED_TOKENS = "DELETE FROM revoked_tokens WHERE expires_at < now() - interval '1 minute'"
+
+PRUNE_REFRESH_TOKENS = "DELETE FROM refresh_tokens WHERE user_id = %s AND expires_at < now()"
+
+_API_KEY_COLUMNS = """
+k.id, k.name, k.role, k.prefix, u.username, k.created_at, k.last_used_at, k.revoked_at
+"""
+
+CREATE_API_KEY = f"""
+WITH k AS (
+    INSERT INTO api_keys (user_id, name, role, key_hash, prefix)
+    VALUES (%(user_id)s, %(name)s, %(role)s, %(key_hash)s, %(prefix)s)
+    RETURNING *
+)
+SELECT {_API_KEY_COLUMNS} FROM k JOIN users u ON u.id = k.user_id
+"""
+
+LIST_API_KEYS = f"""
+SELECT {_API_KEY_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id
+WHERE %(user_id)s::bigint IS NULL OR k.user_id = %(user_id)s
+ORDER BY k.id
+"""
+
+# Revoked by its owner or an admin (user_id NULL); a key revoked already keeps its first date.
+REVOKE_API_KEY = f"""
+WITH k AS (
+    UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+    WHERE id = %(id)s AND (%(user_id)s::bigint IS NULL OR user_id = %(user_id)s)
+    RETURNING *
+)
+SELECT {_API_KEY_COLUMNS} FROM k JOIN users u ON u.id = k.user_id
 """

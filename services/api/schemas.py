@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -21,8 +21,59 @@ class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class TokenResponse(msgspec.Struct):
     access_token: str
+    refresh_token: str  # opaque; good for one POST /v1/auth/refresh
     token_type: str
-    expires_in: int
+    expires_in: int  # seconds the access token lives
+
+
+Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: Secret
+
+
+class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: Secret | None = None  # given: its whole family is revoked too
+
+
+class LoggedOut(msgspec.Struct):
+    access_token_revoked: bool
+    refresh_family_revoked: bool
+
+
+class Me(msgspec.Struct):
+    username: str
+    role: str
+    kind: Literal["access_token", "api_key"]
+    expires_at: datetime | None  # null for an API key, which lives until revoked
+
+
+Role = Literal["admin", "user"]
+
+
+class NewApiKey(msgspec.Struct, forbid_unknown_fields=True):
+    name: Username  # the rule of a username: 1-64 printable characters
+    role: Role | None = None  # at most the caller's; the caller's when not given
+
+
+class ApiKey(msgspec.Struct):
+    id: int
+    name: str
+    role: Role
+    prefix: str  # the key's first characters
+    owner: str
+    created_at: datetime
+    last_used_at: datetime | None  # to the minute
+    revoked_at: datetime | None
+
+
+class CreatedApiKey(ApiKey):
+    key: str  # shown this once; only its digest is kept
+
+
+class ApiKeyList(msgspec.Struct):
+    items: list[ApiKey]
 
 
 class ChangePlayer(msgspec.Struct, forbid_unknown_fields=True):
