@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
 import psycopg
@@ -91,6 +94,89 @@ def _rebuild(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    from services import user_store
+
+    try:
+        if args.action in ("create", "set-password"):
+            args.password = _new_password(args.password_stdin)
+        return asyncio.run(_users_action(args))
+    except user_store.InvalidUser as exc:
+        print(f"osrs-diff users: {exc}", file=sys.stderr)
+        return 2
+    except user_store.UserError as exc:
+        print(f"osrs-diff users: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.errors.UndefinedTable:
+        print("osrs-diff users: no users table: run osrs-diff migrate first", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as exc:
+        print(f"osrs-diff users: cannot reach the database: {exc}".strip(), file=sys.stderr)
+        return 1
+
+
+async def _users_action(args: argparse.Namespace) -> int:
+    from services import user_store
+
+    url = get_settings().database_url
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        if args.action == "list":
+            print(_user_table(await user_store.list_users(conn)))
+        elif args.action == "create":
+            user = await user_store.create_user(conn, args.name, args.password, args.role)
+            print(f"created {user.role} {user.username!r}")
+        elif args.action == "set-password":
+            user = await user_store.change_user(conn, args.name, password=args.password)
+            print(f"changed the password of {user.username!r}")
+        elif args.action == "set-role":
+            user = await user_store.change_user(conn, args.name, role=args.role)
+            print(f"{user.username!r} is now {user.role}")
+        else:
+            disabled = args.action == "disable"
+            user = await user_store.change_user(conn, args.name, disabled=disabled)
+            print(f"{args.action}d {user.username!r}")
+    return 0
+
+
+def _new_password(from_stdin: bool) -> str:
+    """From the first line of stdin, or asked twice at a prompt; checked before any database
+    work, and never from the command line (where other users and the shell history see it)."""
+    from services.user_store import MIN_PASSWORD, InvalidUser, check_password
+
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+    else:
+        try:
+            password = getpass.getpass(f"Password (at least {MIN_PASSWORD} characters): ")
+            if getpass.getpass("Same password again: ") != password:
+                raise InvalidUser("the two passwords differ")
+        except EOFError:
+            raise InvalidUser(
+                "no password given: type it at the prompt or use --password-stdin"
+            ) from None
+    return check_password(password)
+
+
+def _user_table(users: list) -> str:
+    rows = [("USERNAME", "ROLE", "STATUS", "CREATED (UTC)")] + [
+        (
+            u.username,
+            u.role,
+            "disabled" if u.disabled else "enabled",
+            u.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+        )
+        for u in users
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines + [f"{len(users)} user{'' if len(users) == 1 else 's'}"])
 
 
 def _epoch(value: str) -> float:
@@ -197,6 +283,34 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--players", type=int, default=1000, help="simulated players (demo)")
     up.set_defaults(func=_up)
+
+    users = commands.add_parser(
+        "users",
+        help="manage the users of the API in DATABASE_URL",
+        description="Exit status: 0 done, 1 refused or failed (unknown user, name taken, the "
+        "last admin, no database), 2 invalid input.",
+    )
+    users.set_defaults(func=_users)
+    actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="print every user as a table")
+    create = actions.add_parser("create", help="create a user; the password is asked twice")
+    create.add_argument("name", help="1-64 printable characters; unique ignoring case")
+    create.add_argument("--role", choices=("user", "admin"), default="user")
+    set_password = actions.add_parser("set-password", help="set a user's password")
+    set_password.add_argument("name")
+    for parser_ in (create, set_password):
+        parser_.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password (at least 8 characters) from the first line of stdin",
+        )
+    set_role = actions.add_parser("set-role", help="make a user an admin, or an admin a user")
+    set_role.add_argument("name")
+    set_role.add_argument("role", choices=("user", "admin"))
+    for action, does in (("disable", "refuse"), ("enable", "accept")):
+        actions.add_parser(action, help=f"{does} a user's requests from now on").add_argument(
+            "name"
+        )
     return top
 
 

@@ -22,6 +22,7 @@ from services.api.players import PlayersController
 from services.api.records import RecordsController
 from services.api.schemas import Health
 from services.api.tokens import AccessTokens, TokenAuth
+from services.api.users import UsersController
 from shared import db, logs
 from shared import nats as natsx
 from shared.serving import serve_asgi
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AchievementsController,
             LeaderboardsController,
             stats,
+            UsersController,
             live,
             ready,
         ],

@@ -14,6 +14,7 @@ from litestar.params import FromPath, QueryParameter
 
 from services.api import examples
 from services.api.gains import PeriodError, parse_period
+from services.api.guards import admin_only
 from services.api.history import player_id_of
 from services.api.players import key_of
 from services.api.queries import STATUS
@@ -332,6 +333,7 @@ class LeaderboardsController(Controller):
     summary="Players by status and mode, observations, fetches in the last 24 h",
     tags=["stats"],
     responses=examples.ok(Stats, examples.STATS),
+    guards=[admin_only],
 )
 async def stats(state: State) -> Stats:
     async with state.pool.connection() as conn:

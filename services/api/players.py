@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.api import examples, queries
+from services.api.guards import can_write
 from services.api.schemas import (
     Accepted,
     ActivityValue,
@@ -87,6 +88,7 @@ class PlayersController(Controller):
         status_code=HTTP_202_ACCEPTED,
         summary="Track a player: fetched at once, then on schedule",
         responses=examples.ok(PlayerDetail, examples.TRACKED, HTTP_202_ACCEPTED),
+        guards=[can_write],
     )
     async def track(
         self, data: JSONBody[TrackPlayer], request: Request, state: State
@@ -235,6 +237,7 @@ class PlayersController(Controller):
         status_code=HTTP_202_ACCEPTED,
         summary="Change the interval or the mode",
         responses=examples.ok(PlayerDetail, examples.CHANGED, HTTP_202_ACCEPTED),
+        guards=[can_write],
     )
     async def change(
         self, name: FromPath[str], data: JSONBody[ChangePlayer], request: Request, state: State
@@ -265,6 +268,7 @@ class PlayersController(Controller):
         status_code=HTTP_202_ACCEPTED,
         summary="Stop tracking (history is kept)",
         responses=examples.ok(Accepted, examples.UNTRACKING, HTTP_202_ACCEPTED),
+        guards=[can_write],
     )
     async def untrack(self, name: FromPath[str], request: Request, state: State) -> Accepted:
         key = await self._tracked_key(state, name)
@@ -279,6 +283,7 @@ class PlayersController(Controller):
         status_code=HTTP_202_ACCEPTED,
         summary="Fetch a player now",
         responses=examples.ok(Accepted, examples.FETCHING, HTTP_202_ACCEPTED),
+        guards=[can_write],
     )
     async def refresh(self, name: FromPath[str], state: State) -> Response[Accepted]:
         key = await self._tracked_key(state, name)
