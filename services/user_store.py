@@ -124,6 +124,19 @@ RETURNING {_COLUMNS}
 
 DELETE_USER = "DELETE FROM users WHERE id = %s"
 
+# A new password ends every session: the refresh families, and the access tokens issued with
+# them (API keys are separate credentials and stay).
+END_SESSIONS = """
+WITH ended AS (
+    UPDATE refresh_tokens SET revoked_at = now()
+    WHERE user_id = %(id)s AND revoked_at IS NULL AND expires_at > now()
+    RETURNING access_jti, access_expires_at
+)
+INSERT INTO revoked_tokens (jti, user_id, expires_at)
+SELECT access_jti, %(id)s, access_expires_at FROM ended WHERE access_expires_at > now()
+ON CONFLICT (jti) DO NOTHING
+"""
+
 
 async def create_user(conn: AsyncConnection, username: str, password: str, role: str) -> User:
     check_new_username(username)
@@ -157,8 +170,8 @@ async def change_user(
     role: str | None = None,
     disabled: bool | None = None,
 ) -> User:
-    """Set any of the password, role and disabled flag. The last enabled admin can be neither
-    disabled nor demoted."""
+    """Set any of the password, role and disabled flag; a new password ends the user's
+    sessions. The last enabled admin can be neither disabled nor demoted."""
     _check_username(username)
     password_hash = None
     if password is not None:
@@ -176,6 +189,8 @@ async def change_user(
             "disabled": disabled,
         }
         row = await (await conn.execute(UPDATE_USER, params)).fetchone()
+        if password_hash is not None:
+            await conn.execute(END_SESSIONS, params)
     return User(*row)
 
 

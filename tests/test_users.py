@@ -459,3 +459,20 @@ async def test_the_user_routes_are_documented_for_admins(client):
     assert set(operations) == {"get", "post", "patch", "delete"}
     for method, operation in operations.items():
         assert operation["summary"] and "Admins only" in operation["description"], method
+
+
+async def test_a_new_password_ends_the_users_sessions(client, admin):
+    await add_user(client, admin, "bob")
+    pair = (
+        await client.post("/v1/auth/token", json={"username": "bob", "password": "long enough"})
+    ).json()
+    bob = {"Authorization": f"Bearer {pair['access_token']}"}
+    assert (await client.get("/v1/auth/me", headers=bob)).status_code == 200
+    changed = await client.patch(
+        "/v1/users/bob", json={"password": "another long one"}, headers=admin
+    )
+    assert changed.status_code == 200
+    assert (await client.get("/v1/auth/me", headers=bob)).status_code == 401
+    refresh = await client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refresh.status_code == 401
+    assert (await login(client, "bob", "another long one"))["Authorization"]
