@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -41,6 +43,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     fetch_rate: float = 4.0
     fetch_concurrency: int = 8
     hiscores_timeout: float = 10.0
+    # API hardening (services/api/ratelimit.py, services/api/hardening.py)
+    login_max_failures: int = 5  # per username
+    login_max_failures_per_address: int = 20
+    login_window: int = 300
+    trusted_proxies: tuple[str, ...] = ()  # IPs or CIDRs whose X-Forwarded-For counts
+    max_body_bytes: int = 64 * 1024
+    cors_origins: tuple[str, ...] = ()  # none: no CORS headers at all
+    hsts: bool = False  # the API is served over HTTPS only
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +79,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             fetch_rate=_float(env, "OSRS_FETCH_RATE", d.fetch_rate),
             fetch_concurrency=_int(env, "OSRS_FETCH_CONCURRENCY", d.fetch_concurrency, minimum=1),
             hiscores_timeout=_float(env, "OSRS_HISCORES_TIMEOUT", d.hiscores_timeout),
+            login_max_failures=_int(
+                env, "OSRS_LOGIN_MAX_FAILURES", d.login_max_failures, minimum=1
+            ),
+            login_max_failures_per_address=_int(
+                env,
+                "OSRS_LOGIN_MAX_FAILURES_PER_ADDRESS",
+                d.login_max_failures_per_address,
+                minimum=1,
+            ),
+            login_window=_int(env, "OSRS_LOGIN_WINDOW", d.login_window, minimum=1),
+            trusted_proxies=_networks(env, "OSRS_TRUSTED_PROXIES"),
+            max_body_bytes=_int(env, "OSRS_MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
+            cors_origins=_origins(env, "OSRS_CORS_ORIGINS"),
+            hsts=_flag(env, "OSRS_HSTS"),
         )
 
     def signing_secret(self) -> str:
@@ -142,3 +166,42 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise SettingsError(f"{name} must be above 0, got {value}")
     return value
+
+
+def _items(env: Mapping[str, str], name: str) -> list[str]:
+    return [item.strip() for item in (env.get(name) or "").split(",") if item.strip()]
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """IP addresses or CIDR blocks, comma-separated."""
+    items = _items(env, name)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}: {item!r} is not an IP address or CIDR block") from None
+    return tuple(items)
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Exact browser origins (scheme://host[:port]), comma-separated; no wildcards, no paths."""
+    origins = []
+    for item in _items(env, name):
+        origin = item.rstrip("/").lower()  # browsers send scheme and host in lower case
+        parts = urlsplit(origin)
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            parts = parts._replace(netloc="")
+        if (
+            parts.scheme not in {"http", "https"}
+            or not parts.hostname
+            or "*" in origin
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise SettingsError(f"{name}: {item!r} is not an origin like https://example.com")
+        origins.append(origin)
+    return tuple(origins)

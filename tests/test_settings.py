@@ -37,3 +37,46 @@ def test_no_jwt_secret_outside_dev_mode_is_refused():
         Settings.from_env({}).signing_secret()
     dev = Settings.from_env({"OSRS_DEV": "1"})
     assert len(dev.signing_secret()) >= 32 and dev.signing_secret() == dev.signing_secret()
+
+
+def test_hardening_defaults_are_closed():
+    s = Settings.from_env({})
+    assert (s.login_max_failures, s.login_max_failures_per_address, s.login_window) == (5, 20, 300)
+    assert (s.max_body_bytes, s.cors_origins, s.trusted_proxies, s.hsts) == (65536, (), (), False)
+
+
+def test_hardening_settings_from_the_environment():
+    s = Settings.from_env(
+        {
+            "OSRS_LOGIN_MAX_FAILURES": "3",
+            "OSRS_LOGIN_MAX_FAILURES_PER_ADDRESS": "50",
+            "OSRS_LOGIN_WINDOW": "60",
+            "OSRS_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,::1",
+            "OSRS_MAX_BODY_BYTES": "4096",
+            "OSRS_CORS_ORIGINS": "https://Dash.Example.com/, http://localhost:5173",
+            "OSRS_HSTS": "1",
+        }
+    )
+    assert (s.login_max_failures, s.login_max_failures_per_address, s.login_window) == (3, 50, 60)
+    assert s.trusted_proxies == ("10.0.0.0/8", "192.0.2.1", "::1")
+    assert s.cors_origins == ("https://dash.example.com", "http://localhost:5173")
+    assert (s.max_body_bytes, s.hsts) == (4096, True)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OSRS_CORS_ORIGINS": "*"},
+        {"OSRS_CORS_ORIGINS": "https://*.example.com"},
+        {"OSRS_CORS_ORIGINS": "dash.example.com"},
+        {"OSRS_CORS_ORIGINS": "https://dash.example.com/app"},
+        {"OSRS_CORS_ORIGINS": "https://dash.example.com:port"},
+        {"OSRS_TRUSTED_PROXIES": "proxy.internal"},
+        {"OSRS_LOGIN_MAX_FAILURES": "0"},
+        {"OSRS_LOGIN_WINDOW": "5m"},
+        {"OSRS_MAX_BODY_BYTES": "100"},
+    ],
+)
+def test_malformed_hardening_settings_say_which_variable(env):
+    with pytest.raises(SettingsError, match=next(iter(env))):
+        Settings.from_env(env)

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
 from litestar.logging.config import LoggingConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from psycopg import AsyncConnection
 
@@ -17,8 +18,10 @@ from services.api import queries
 from services.api.api_keys import ApiKeysController
 from services.api.auth import AuthController, ensure_admin
 from services.api.boards import AchievementsController, LeaderboardsController, stats
+from services.api.hardening import cors_config, security_headers
 from services.api.history import HistoryController
 from services.api.players import PlayersController
+from services.api.ratelimit import LoginThrottle, LoginThrottleMiddleware
 from services.api.records import RecordsController
 from services.api.schemas import Health
 from services.api.tokens import AccessTokens, TokenAuth
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     tokens = AccessTokens.from_settings(settings)  # refuses to build without a signing key
     pool = db.pool(settings.database_url, min_size=2, max_size=10, name="osrs-api")
+    login_throttle = LoginThrottle.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -107,6 +111,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
         ],
         lifespan=[lifespan],
+        middleware=[DefineMiddleware(LoginThrottleMiddleware, throttle=login_throttle)],
+        before_send=[security_headers(settings)],
+        cors_config=cors_config(settings),
+        request_max_body_size=settings.max_body_bytes,
         # Uncaught errors are logged through the root logger: key=value lines like the rest.
         logging_config=LoggingConfig(
             configure_root_logger=False,
@@ -117,7 +125,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         on_app_init=[TokenAuth(tokens, pool).on_app_init],
         state=State(
-            {"settings": settings, "pool": pool, "tokens": tokens, "metrics": MetricCache()}
+            {
+                "settings": settings,
+                "pool": pool,
+                "tokens": tokens,
+                "metrics": MetricCache(),
+                "login_throttle": login_throttle,
+            }
         ),
         openapi_config=OpenAPIConfig(
             title="osrs-diff",
