@@ -8,7 +8,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from services.api.app import create_app
-from services.api.hardening import HSTS, HTML_CSP, JSON_CSP
+from services.api.hardening import CORS_METHODS, HSTS, HTML_CSP, JSON_CSP
 from services.api.ratelimit import FailureWindow, LoginThrottle
 
 ADMIN = {"username": "admin", "password": "correct horse"}
@@ -351,7 +351,7 @@ async def test_cors_allows_a_configured_origin(settings, js, clock):
         login = await client.post("/v1/auth/token", json=ADMIN, headers={"Origin": ORIGIN})
         assert login.headers["access-control-allow-origin"] == ORIGIN
         methods = set(login.headers["access-control-allow-methods"].split(", "))
-        assert {"GET", "POST", "PATCH", "DELETE"} <= methods
+        assert methods == {"GET", "POST", "PATCH", "DELETE"}
         assert "retry-after" in login.headers["access-control-expose-headers"].lower()
 
         evil = "https://dash.example.com.evil.test"
@@ -367,6 +367,16 @@ async def test_cors_allows_a_configured_origin(settings, js, clock):
             "/v1/players", headers={**headers, "Access-Control-Request-Headers": "X-Custom"}
         )
         assert odd_header.status_code == 400
+
+
+def test_cors_allows_every_method_the_api_routes_use(settings):
+    used = {
+        method
+        for route in create_app(settings).routes
+        for handler in getattr(route, "route_handlers", [])
+        for method in handler.http_methods
+    }
+    assert used - {"HEAD", "OPTIONS"} == set(CORS_METHODS)
 
 
 # --- security headers --------------------------------------------------------------------------

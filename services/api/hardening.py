@@ -15,7 +15,7 @@ JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
 HTML_CSP = "frame-ancestors 'none'"
 HSTS = "max-age=31536000"
 NO_STORE_ROOTS = frozenset({"v1", "health"})
-CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_METHODS = ["GET", "POST", "PATCH", "DELETE"]  # the methods the API routes use
 CORS_HEADERS = ["Authorization", "Content-Type"]
 
 
