@@ -119,6 +119,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=LoggingConfig(
             configure_root_logger=False,
             log_exceptions="always",
+            # A refused request is the client's error, not ours: no stack trace for it.
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 422, 429},
             handlers={},
             formatters={},
             loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}},
