@@ -128,29 +128,71 @@ class PlayerUpdated(Message, frozen=True, kw_only=True):
 PlayerEvent = PlayerTracked | PlayerUntracked | PlayerUpdated
 
 
-# Progress events, derived by the projector for outside subscribers (OSRS_PROGRESS).
+# Progress events, derived by the projector for outside subscribers (OSRS_PROGRESS, on
+# `osrs.progress.<player_key>.<kind>`), written to an outbox with the read models and relayed.
 
 
-class PlayerProgressed(Message, frozen=True, kw_only=True):
-    """What changed between two observations: metric key -> gain in xp or score."""
+class ProgressEvent(Message, frozen=True, kw_only=True):
+    """Whose progress, on which hiscores board, seen when (the observation's time, or the
+    time of the change for tracking and account type)."""
 
     player_key: str
-    since: datetime
-    until: datetime
+    display_name: str
+    mode: GameMode
+    observed_at: datetime
+
+
+class PlayerProgressed(ProgressEvent, frozen=True, kw_only=True):
+    """kind `gains`: every new observation after the first. `gains` maps each metric that
+    changed to its gain in xp or score since the previous observation (unranked counts as 0)."""
+
+    since: datetime  # the previous observation
+    span_s: float  # seconds between the two observations
     gains: dict[str, int]
 
 
-class LevelUp(Message, frozen=True, kw_only=True):
-    player_key: str
+class LevelUp(ProgressEvent, frozen=True, kw_only=True):
+    """kind `level_up`: a skill's level rose (one event per skill, however many levels)."""
+
     skill: str
     from_level: int = msgspec.field(name="from")
     to_level: int = msgspec.field(name="to")
+    virtual: bool  # the new level is a virtual one, above 99 (xp beyond 13,034,431)
 
 
-class MilestoneReached(Message, frozen=True, kw_only=True):
-    player_key: str
-    metric: str
+class MilestoneReached(ProgressEvent, frozen=True, kw_only=True):
+    """kind `milestone`: one of shared/milestones.py, the same set as the achievements."""
+
+    milestone: str  # e.g. level_99.attack, boss_kc.zulrah.500, total_level.2000
+    milestone_kind: (
+        str  # base_level | level_99 | xp_200m | total_level | overall_xp | boss_kc | clues
+    )
+    metric: str | None
     threshold: int
+
+
+class AccountTypeChanged(ProgressEvent, frozen=True, kw_only=True):
+    """kind `account_type`: the board the player is tracked on changed."""
+
+    from_mode: GameMode = msgspec.field(name="from")
+    to_mode: GameMode = msgspec.field(name="to")
+    reason: str  # hardcore_death | de_ironed | changed
+
+
+class TrackingChanged(ProgressEvent, frozen=True, kw_only=True):
+    """kind `tracking`: osrs-diff started or stopped tracking the player."""
+
+    tracked: bool
+    by: str
+
+
+PROGRESS_KINDS: dict[str, type[ProgressEvent]] = {
+    "gains": PlayerProgressed,
+    "level_up": LevelUp,
+    "milestone": MilestoneReached,
+    "account_type": AccountTypeChanged,
+    "tracking": TrackingChanged,
+}
 
 
 _encoder = msgspec.json.Encoder()

@@ -51,3 +51,7 @@ def dead_subject(service: str, stream: str) -> str:
 def hash_key(mode: str, player_key: str) -> str:
     """Key of the fetcher's last-seen hash: `<mode>.<player_key>`."""
     return f"{mode}.{player_key}"
+
+
+def progress_subject(player_key: str, kind: str) -> str:
+    return f"{PROGRESS_PREFIX}.{player_key}.{kind}"

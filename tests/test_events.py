@@ -5,6 +5,7 @@ import pytest
 
 from shared import subjects
 from shared.events import (
+    AccountTypeChanged,
     ActivityEntry,
     FetchCompleted,
     FetchOutcome,
@@ -17,6 +18,7 @@ from shared.events import (
     PlayerUntracked,
     PlayerUpdated,
     SkillEntry,
+    TrackingChanged,
     UnknownSubject,
     decode,
     decode_on,
@@ -24,6 +26,7 @@ from shared.events import (
 )
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
+WHO = {"player_key": "zezima", "display_name": "Zezima", "mode": "regular", "observed_at": NOW}
 EXAMPLES = [
     FetchRequested(player_key="zezima", display_name="Zezima", slot=7),
     HiscoreObserved(
@@ -45,9 +48,27 @@ EXAMPLES = [
     PlayerTracked(player_key="zezima", display_name="Zezima", interval_s=3600, by="admin"),
     PlayerUntracked(player_key="zezima", by="admin"),
     PlayerUpdated(player_key="zezima", interval_s=600),
-    PlayerProgressed(player_key="zezima", since=NOW, until=NOW, gains={"attack": 1200}),
-    LevelUp(player_key="zezima", skill="attack", from_level=98, to_level=99),
-    MilestoneReached(player_key="zezima", metric="zulrah", threshold=1000),
+    *(
+        kind(**WHO, **fields)
+        for kind, fields in (
+            (PlayerProgressed, {"since": NOW, "span_s": 3600.0, "gains": {"attack": 1200}}),
+            (LevelUp, {"skill": "attack", "from_level": 98, "to_level": 99, "virtual": False}),
+            (
+                MilestoneReached,
+                {
+                    "milestone": "boss_kc.zulrah.1000",
+                    "milestone_kind": "boss_kc",
+                    "metric": "zulrah",
+                    "threshold": 1000,
+                },
+            ),
+            (
+                AccountTypeChanged,
+                {"from_mode": "hardcore", "to_mode": "ironman", "reason": "hardcore_death"},
+            ),
+            (TrackingChanged, {"tracked": True, "by": "admin"}),
+        )
+    ),
 ]
 
 
