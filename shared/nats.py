@@ -29,7 +29,8 @@ DAY = 86_400
 DUPLICATE_WINDOW = 120.0
 
 
-def stream_configs() -> list[StreamConfig]:
+def stream_configs(settings: Settings | None = None) -> list[StreamConfig]:
+    retention_days = (settings or Settings()).progress_retention_days
     return [
         StreamConfig(
             name=subjects.CMD_STREAM,
@@ -58,7 +59,7 @@ def stream_configs() -> list[StreamConfig]:
             subjects=[f"{subjects.PROGRESS_PREFIX}.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            max_age=30 * DAY,
+            max_age=retention_days * DAY,
             duplicate_window=DUPLICATE_WINDOW,
         ),
         StreamConfig(
@@ -100,7 +101,7 @@ async def connect(settings: Settings, name: str) -> Client:
 
 async def declare(js: JetStreamContext, settings: Settings) -> None:
     """Create or update every stream and KV bucket. Idempotent: each service calls it at start."""
-    for config in stream_configs():
+    for config in stream_configs(settings):
         try:
             await js.add_stream(config)
         except BadRequestError:

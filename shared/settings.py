@@ -43,6 +43,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     fetch_rate: float = 4.0
     fetch_concurrency: int = 8
     hiscores_timeout: float = 10.0
+    progress_retention_days: int = 30  # how long OSRS_PROGRESS keeps progress events
     # API hardening (services/api/ratelimit.py, services/api/hardening.py)
     login_max_failures: int = 5  # per username
     login_max_failures_per_address: int = 20
@@ -75,6 +76,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             refresh_cooldown=_int(env, "OSRS_REFRESH_COOLDOWN", d.refresh_cooldown, minimum=1),
             access_token_ttl=_int(env, "OSRS_ACCESS_TOKEN_TTL", d.access_token_ttl, minimum=1),
             refresh_token_ttl=_int(env, "OSRS_REFRESH_TOKEN_TTL", d.refresh_token_ttl, minimum=60),
+            progress_retention_days=_int(
+                env, "OSRS_PROGRESS_RETENTION_DAYS", d.progress_retention_days, minimum=1
+            ),
             log_level=(env.get("OSRS_LOG_LEVEL") or d.log_level).upper(),
             fetch_rate=_float(env, "OSRS_FETCH_RATE", d.fetch_rate),
             fetch_concurrency=_int(env, "OSRS_FETCH_CONCURRENCY", d.fetch_concurrency, minimum=1),

@@ -44,6 +44,7 @@ EXPECTED = {
     },
     "latest_values": {"player_id", "metric_id", "value"},
     "fetch_outcomes": {"hour", "outcome", "count"},
+    "outbox": {"id", "subject", "payload", "created_at", "sent_at"},
     "refresh_tokens": {
         "token_hash",
         "family_id",

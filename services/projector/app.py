@@ -12,6 +12,7 @@ from nats.aio.msg import Msg
 
 from services.projector.feeds import FeedLoops, reset_consumers
 from services.projector.projection import Projector
+from services.projector.relay import OutboxRelay
 from shared import db
 from shared import nats as natsx
 from shared.service import create_broker, main_for
@@ -45,7 +46,8 @@ def create_app(settings: Settings) -> FastStream:
         await natsx.declare(js, settings)
         checkpoints = await projector.checkpoints()
         await reset_consumers(js, checkpoints)
-        state["feeds"] = FeedLoops(js, projector)
+        state["relay"] = OutboxRelay(pool, js)
+        state["feeds"] = FeedLoops(js, projector, on_applied=state["relay"].wake.set)
         log.info("projector_ready checkpoints=%s", checkpoints)
 
     async def watch_lock() -> None:
@@ -63,6 +65,7 @@ def create_app(settings: Settings) -> FastStream:
     @app.after_startup
     async def begin() -> None:
         state["feeds"].start()
+        state["relaying"] = asyncio.create_task(state["relay"].run(), name="outbox-relay")
         state["watch"] = asyncio.create_task(watch_lock(), name="projector-lock")
 
     @app.on_shutdown
@@ -71,6 +74,13 @@ def create_app(settings: Settings) -> FastStream:
             state["watch"].cancel()
         if "feeds" in state:
             await state["feeds"].stop()
+        if "relaying" in state:  # what the last batches wrote goes out before the exit
+            state["relay"].stopping = True
+            state["relay"].wake.set()
+            try:
+                await asyncio.wait_for(state["relaying"], 10)
+            except TimeoutError:
+                log.warning("relay_stop_timeout: the rest goes out at the next start")
 
     @app.after_shutdown
     async def close() -> None:

@@ -58,9 +58,10 @@ async def reset_consumers(js: JetStreamContext, checkpoints: dict[str, int]) -> 
 
 
 class FeedLoops:
-    def __init__(self, js: JetStreamContext, projector: Projector) -> None:
+    def __init__(self, js: JetStreamContext, projector: Projector, on_applied=lambda: None) -> None:
         self.js = js
         self.projector = projector
+        self.on_applied = on_applied  # after each committed batch (wakes the outbox relay)
         self.stopping = False
         self.tasks: list[asyncio.Task] = []
 
@@ -124,6 +125,7 @@ class FeedLoops:
             for msg in msgs:
                 await msg.in_progress()
             await asyncio.sleep(delay)
+        self.on_applied()
         for msg in msgs:
             await msg.ack()
         log.debug("batch_applied stream=%s size=%d applied=%d", stream, len(msgs), applied)

@@ -13,19 +13,28 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from services.projector import queries
-from shared import milestones, xp
+from shared import milestones, subjects, xp
 from shared.events import (
+    PROGRESS_KINDS,
+    AccountTypeChanged,
     FetchCompleted,
     HiscoreObserved,
+    LevelUp,
     Message,
+    MilestoneReached,
+    PlayerProgressed,
     PlayerTracked,
     PlayerUntracked,
     PlayerUpdated,
+    ProgressEvent,
+    TrackingChanged,
     UnknownSubject,
     decode_on,
+    encode,
 )
 from shared.metrics import KNOWN_METRICS, MetricKind, metric_key
 from shared.milestones import Milestone
+from shared.modes import GameMode
 from shared.packed import pack, unpack
 
 log = logging.getLogger("osrs.projector")
@@ -34,9 +43,12 @@ DeadLetter = Callable[[Msg, str], Awaitable[None]]
 
 
 class Projector:
-    def __init__(self, pool: AsyncConnectionPool, dead_letter: DeadLetter) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, dead_letter: DeadLetter, *, outbox: bool = True
+    ) -> None:
         self.pool = pool
         self.dead_letter = dead_letter
+        self.outbox = outbox  # derive progress events (not when rebuilding from the log)
         self.metric_ids: dict[str, int] = {}
         self.metric_keys: dict[int, tuple[str, str]] = {}  # id -> (key, kind)
         self.tables = 0  # the checkpoint table's oid: another one after `osrs-diff rebuild`
@@ -123,32 +135,51 @@ class Projector:
                 await conn.execute(queries.FETCH_COMPLETED, params)
                 await conn.execute(queries.FETCH_COUNTED, params)
             case PlayerTracked():
-                await conn.execute(
-                    queries.PLAYER_TRACKED,
-                    {
-                        "key": event.player_key,
-                        "display_name": event.display_name,
-                        "mode": event.mode.value,
-                        "interval_s": event.interval_s,
-                        "at": event.at,
-                        "by": event.by,
-                    },
-                )
+                row = await (
+                    await conn.execute(
+                        queries.PLAYER_TRACKED,
+                        {
+                            "key": event.player_key,
+                            "display_name": event.display_name,
+                            "mode": event.mode.value,
+                            "interval_s": event.interval_s,
+                            "at": event.at,
+                            "by": event.by,
+                        },
+                    )
+                ).fetchone()
+                was_tracked, was_mode = row
+                who = _who(event.player_key, event.display_name, event.mode, event.at)
+                if not was_tracked:
+                    await self._publish(conn, TrackingChanged(**who, tracked=True, by=event.by))
+                elif was_mode != event.mode:
+                    await self._publish(conn, _mode_change(who, was_mode, event.mode))
             case PlayerUntracked():
-                await conn.execute(
-                    queries.PLAYER_UNTRACKED, {"key": event.player_key, "at": event.at}
-                )
+                row = await (
+                    await conn.execute(
+                        queries.PLAYER_UNTRACKED, {"key": event.player_key, "at": event.at}
+                    )
+                ).fetchone()
+                if row is not None:
+                    who = _who(event.player_key, row[0], row[1], event.at)
+                    await self._publish(conn, TrackingChanged(**who, tracked=False, by=event.by))
             case PlayerUpdated():
-                await conn.execute(
-                    queries.PLAYER_UPDATED,
-                    {
-                        "key": event.player_key,
-                        "display_name": event.display_name,
-                        "mode": event.mode.value if event.mode else None,
-                        "interval_s": event.interval_s,
-                        "if_mode": event.if_mode.value if event.if_mode else None,
-                    },
-                )
+                row = await (
+                    await conn.execute(
+                        queries.PLAYER_UPDATED,
+                        {
+                            "key": event.player_key,
+                            "display_name": event.display_name,
+                            "mode": event.mode.value if event.mode else None,
+                            "interval_s": event.interval_s,
+                            "if_mode": event.if_mode.value if event.if_mode else None,
+                        },
+                    )
+                ).fetchone()
+                if row is not None and row[0] != row[1]:
+                    old_mode, new_mode, display_name = row
+                    who = _who(event.player_key, display_name, new_mode, event.at)
+                    await self._publish(conn, _mode_change(who, old_mode, new_mode))
             case _:
                 raise ValueError(f"the projector has no rule for {type(event).__name__}")
 
@@ -188,9 +219,70 @@ class Projector:
         row = await (await conn.execute(queries.PREVIOUS_OBSERVATION, params)).fetchone()
         previous_at, previous_total, previous_data, later = row
         previous = {m: v for m, _, v in unpack(previous_data)} if previous_data else None
-        await self._achieved(conn, params, values, previous, previous_total, previous_at)
-        if not later:  # the newest observation: the leaderboards' latest values follow it
-            await self._latest(conn, player_id, values, previous or {})
+        reached = await self._achieved(conn, params, values, previous, previous_total, previous_at)
+        if later:
+            return  # an old observation arriving late: the newer ones stand as they are
+        await self._latest(conn, player_id, values, previous or {})
+        if previous is not None:
+            who = _who(event.player_key, event.display_name, event.mode, event.observed_at)
+            await self._progressed(conn, who, values, previous, previous_at, reached)
+
+    async def _progressed(
+        self,
+        conn: AsyncConnection,
+        who: dict,
+        values: dict[int, int],
+        previous: dict[int, int],
+        previous_at,
+        reached: set[Milestone],
+    ) -> None:
+        """The progress events of a new observation: its gains, level-ups and milestones."""
+        gains: dict[str, int] = {}
+        events: list[ProgressEvent] = []
+        for metric_id in sorted(values.keys() | previous.keys()):
+            now, before = max(values.get(metric_id, 0), 0), max(previous.get(metric_id, 0), 0)
+            if now == before:
+                continue
+            key, kind = self.metric_keys[metric_id]
+            gains[key] = now - before
+            if kind == MetricKind.SKILL and key != "overall":
+                old_level, new_level = xp.virtual_level(before), xp.virtual_level(now)
+                if new_level > old_level:
+                    events.append(
+                        LevelUp(
+                            **who,
+                            skill=key,
+                            from_level=old_level,
+                            to_level=new_level,
+                            virtual=new_level > xp.MAX_LEVEL,
+                        )
+                    )
+        span = (who["observed_at"] - previous_at).total_seconds()
+        events.insert(0, PlayerProgressed(**who, since=previous_at, span_s=span, gains=gains))
+        events += [
+            MilestoneReached(
+                **who,
+                milestone=m.key,
+                milestone_kind=m.kind,
+                metric=m.metric,
+                threshold=m.threshold,
+            )
+            for m in sorted(reached)
+        ]
+        await self._publish(conn, *events)
+
+    async def _publish(self, conn: AsyncConnection, *events: ProgressEvent) -> None:
+        """Into the outbox, in this transaction; the relay publishes them after the commit."""
+        if not self.outbox or not events:
+            return
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                queries.OUTBOX,
+                [
+                    (subjects.progress_subject(e.player_key, PROGRESS_KIND[type(e)]), encode(e))
+                    for e in events
+                ],
+            )
 
     async def _achieved(
         self,
@@ -200,14 +292,14 @@ class Projector:
         previous: dict[int, int] | None,
         previous_total: int | None,
         previous_at,
-    ) -> None:
+    ) -> set[Milestone]:
         """Milestones this observation shows and the one before did not; all of them when it
         is the player's first (reached before tracking began)."""
         new = self._milestones(values, params["total_level"])
         if previous is not None:
             new -= self._milestones(previous, previous_total)
         if not new:
-            return
+            return new
         first = previous is None
         async with conn.cursor() as cur:
             await cur.executemany(
@@ -226,6 +318,7 @@ class Projector:
                     for m in sorted(new)
                 ],
             )
+        return new
 
     def _milestones(self, values: dict[int, int], total_level: int | None) -> set[Milestone]:
         skills, activities = {}, {}
@@ -273,3 +366,26 @@ def _plain_unranked(entry) -> bool:
     if kind is MetricKind.SKILL:
         return rank == -1 and level == 1 and amount == -1
     return rank == -1 and amount == -1
+
+
+PROGRESS_KIND = {type_: kind for kind, type_ in PROGRESS_KINDS.items()}
+
+
+def _who(player_key: str, display_name: str, mode, at) -> dict:
+    return {
+        "player_key": player_key,
+        "display_name": display_name,
+        "mode": GameMode(mode),
+        "observed_at": at,
+    }
+
+
+def _mode_change(who: dict, old, new) -> AccountTypeChanged:
+    old, new = GameMode(old), GameMode(new)
+    if old is GameMode.HARDCORE and new is GameMode.IRONMAN:
+        reason = "hardcore_death"
+    elif new is GameMode.DE_IRONED:
+        reason = "de_ironed"
+    else:
+        reason = "changed"
+    return AccountTypeChanged(**who, from_mode=old, to_mode=new, reason=reason)

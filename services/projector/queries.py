@@ -18,7 +18,10 @@ INSERT INTO metrics (key, name, kind) VALUES (%s, %s, %s) ON CONFLICT (key) DO N
 
 METRIC_IDS = "SELECT key, id, kind FROM metrics"
 
+# Returns what the player was before: a progress event says when tracking starts or the mode
+# changes.
 PLAYER_TRACKED = """
+WITH before AS (SELECT tracked, mode FROM players WHERE key = %(key)s FOR UPDATE)
 INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at, tracked_by)
 VALUES (%(key)s, %(display_name)s, %(mode)s, true, %(interval_s)s, %(at)s, %(by)s)
 ON CONFLICT (key) DO UPDATE SET
@@ -29,18 +32,23 @@ ON CONFLICT (key) DO UPDATE SET
     tracked_by = CASE WHEN players.tracked THEN players.tracked_by ELSE EXCLUDED.tracked_by END,
     tracked = true,
     untracked_at = NULL
+RETURNING (SELECT tracked FROM before), (SELECT mode FROM before)
 """
 
 PLAYER_UNTRACKED = """
 UPDATE players SET tracked = false, untracked_at = %(at)s WHERE key = %(key)s AND tracked
+RETURNING display_name, mode
 """
 
 PLAYER_UPDATED = """
-UPDATE players SET
-    display_name = COALESCE(%(display_name)s, display_name),
-    mode = COALESCE(%(mode)s, mode),
-    interval_s = COALESCE(%(interval_s)s, interval_s)
-WHERE key = %(key)s AND (%(if_mode)s::text IS NULL OR mode = %(if_mode)s)
+WITH before AS (SELECT key, mode FROM players WHERE key = %(key)s FOR UPDATE)
+UPDATE players p SET
+    display_name = COALESCE(%(display_name)s, p.display_name),
+    mode = COALESCE(%(mode)s, p.mode),
+    interval_s = COALESCE(%(interval_s)s, p.interval_s)
+FROM before
+WHERE p.key = before.key AND (%(if_mode)s::text IS NULL OR p.mode = %(if_mode)s)
+RETURNING before.mode, p.mode, p.display_name
 """
 
 # An observation of a player never tracked (it can only come from a manual command of an old
@@ -128,3 +136,5 @@ ON CONFLICT (player_id, metric_id) DO UPDATE SET value = EXCLUDED.value
 LATEST_DROP = """
 DELETE FROM latest_values WHERE player_id = %(player_id)s AND metric_id = ANY(%(metric_ids)s)
 """
+
+OUTBOX = "INSERT INTO outbox (subject, payload) VALUES (%s, %s)"

@@ -47,6 +47,7 @@ CARRIED = (
     "users",
     "fetch_status",
     "fetch_outcomes",
+    "outbox",  # progress events already derived, sent or not: a rebuild derives none
 )
 BATCH = 1000
 
@@ -95,7 +96,7 @@ async def rebuild(
     try:
         async with pool.connection() as conn:
             await conn.execute(COPY_METRICS)  # the same ids: every reader's cache stays right
-        projector = Projector(pool, dead_letter)
+        projector = Projector(pool, dead_letter, outbox=False)
         await projector.seed_metrics()
         js = nc.jetstream()
         await natsx.declare(js, settings)
@@ -207,7 +208,9 @@ class _Reader:
     async def read_until(self, seq: int) -> None:
         while self.position < seq:
             try:
-                msgs = await self.feed.fetch(BATCH, timeout=5)
+                # Exactly up to `seq`: the live projector goes on from there, and derives the
+                # progress events of what follows.
+                msgs = await self.feed.fetch(min(BATCH, seq - self.position), timeout=5)
             except (TimeoutError, nats.errors.TimeoutError):
                 raise RebuildError(
                     f"OSRS_EVT ended at sequence {self.position}, expected {seq}"
