@@ -18,14 +18,22 @@ def test_environment_overrides():
             "API_PORT": "9000",
             "OSRS_HISCORES_URL": "http://127.0.0.1:8001/",
             "OSRS_DEV": "true",
+            "OSRS_PROGRESS_RETENTION_DAYS": "7",
         }
     )
     assert (s.fetch_interval, s.api_port, s.dev) == (120, 9000, True)
+    assert s.progress_retention_days == 7
     assert s.hiscores_url == "http://127.0.0.1:8001"
 
 
 @pytest.mark.parametrize(
-    "env", [{"OSRS_FETCH_INTERVAL": "hourly"}, {"OSRS_FETCH_INTERVAL": "0"}, {"API_PORT": "-1"}]
+    "env",
+    [
+        {"OSRS_FETCH_INTERVAL": "hourly"},
+        {"OSRS_FETCH_INTERVAL": "0"},
+        {"API_PORT": "-1"},
+        {"OSRS_PROGRESS_RETENTION_DAYS": "0"},
+    ],
 )
 def test_malformed_settings_say_which_variable(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
