@@ -48,3 +48,7 @@ demo: $(STAMP) ## `up` with the hiscores simulator and a few tracked players
 
 clean: ## remove .data (embedded NATS and Postgres data)
 	rm -rf .data
+
+.PHONY: deploy-check
+deploy-check: $(STAMP) ## check the Dockerfile, deploy/compose.yaml and the Kubernetes overlays offline
+	$(PY) -m pytest tests/test_deploy.py -q
