@@ -139,3 +139,20 @@ async def js(nats_url):
     await natsx.declare(jsc, Settings(nats_url=nats_url))
     yield jsc
     await nc.drain()
+
+
+@pytest.fixture
+async def client(settings, js):
+    """The API app, with the admin of the settings logged in."""
+    from litestar.testing import AsyncTestClient
+
+    from services.api.app import create_app
+
+    async with AsyncTestClient(app=create_app(settings)) as test_client:
+        token = (
+            await test_client.post(
+                "/v1/auth/token", json={"username": "admin", "password": "correct horse"}
+            )
+        ).json()["access_token"]
+        test_client.headers["Authorization"] = f"Bearer {token}"
+        yield test_client

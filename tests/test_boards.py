@@ -3,10 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from litestar.testing import AsyncTestClient
 from psycopg_pool import AsyncConnectionPool
 
-from services.api.app import create_app
 from services.fetcher.hiscores import parse_json, payload_hash
 from services.projector.projection import Projector
 from shared.events import (
@@ -63,7 +61,8 @@ EVENTS = [
 
 
 @pytest.fixture
-async def client(settings, js):
+async def client(settings, client):
+    """The admin's API client, on read models the projector built from EVENTS."""
     pool = AsyncConnectionPool(settings.database_url, open=False, min_size=1, max_size=2)
     await pool.open(wait=True)
     projector = Projector(pool, dead_letter=None)
@@ -72,14 +71,7 @@ async def client(settings, js):
         for seq, event in enumerate(EVENTS, 1):
             await projector.apply(conn, event, seq)
     await pool.close()
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
-        token = (
-            await test_client.post(
-                "/v1/auth/token", json={"username": "admin", "password": "correct horse"}
-            )
-        ).json()["access_token"]
-        test_client.headers["Authorization"] = f"Bearer {token}"
-        yield test_client
+    return client
 
 
 async def test_current_leaderboard_among_tracked_players(client):

@@ -4,9 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from litestar.testing import AsyncTestClient
 
-from services.api.app import create_app
 from services.api.gains import Observation, PeriodError, compute_gains, parse_period
 from services.projector.queries import SEED_METRIC
 from shared.metrics import KNOWN_METRICS
@@ -73,18 +71,6 @@ def test_an_entry_stored_unranked_that_becomes_ranked_counts_from_zero():
     end = obs(24, 1000, {1: (500, 1_000_000), 3: (70_000, 50)})
     zulrah = compute_gains("p", T, T + timedelta(days=1), METRICS, start, end).activities["zulrah"]
     assert (zulrah.score, zulrah.rank) == (50, None)
-
-
-@pytest.fixture
-async def client(settings, js):
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
-        token = (
-            await test_client.post(
-                "/v1/auth/token", json={"username": "admin", "password": "correct horse"}
-            )
-        ).json()["access_token"]
-        test_client.headers["Authorization"] = f"Bearer {token}"
-        yield test_client
 
 
 def _history(database_url):

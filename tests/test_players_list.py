@@ -6,9 +6,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import psycopg
 import pytest
-from litestar.testing import AsyncTestClient
 
-from services.api.app import create_app
 from shared.modes import GameMode
 
 T = datetime(2026, 11, 1, tzinfo=UTC)
@@ -30,18 +28,6 @@ PLAYERS = [
     ("zz", "Zz", "regular", True, 3, 8, 7),
 ]
 COLUMNS = {"tracked_at": 4, "last_changed_at": 5, "overall_xp": 6}
-
-
-@pytest.fixture
-async def client(settings, js):
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
-        token = (
-            await test_client.post(
-                "/v1/auth/token", json={"username": "admin", "password": "correct horse"}
-            )
-        ).json()["access_token"]
-        test_client.headers["Authorization"] = f"Bearer {token}"
-        yield test_client
 
 
 @pytest.fixture

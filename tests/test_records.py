@@ -5,9 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import psycopg
 import pytest
-from litestar.testing import AsyncTestClient
 
-from services.api.app import create_app
 from services.api.gains import Observation
 from services.api.records import Record, Records, compute_records
 from services.projector.queries import SEED_METRIC
@@ -202,18 +200,6 @@ def test_the_daily_closes_give_the_records_of_every_observation():
 
 
 # Through the API, against Postgres.
-
-
-@pytest.fixture
-async def client(settings, js):
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
-        token = (
-            await test_client.post(
-                "/v1/auth/token", json={"username": "admin", "password": "correct horse"}
-            )
-        ).json()["access_token"]
-        test_client.headers["Authorization"] = f"Bearer {token}"
-        yield test_client
 
 
 def _history(database_url, history: list[Observation], metric_keys: dict[int, str]) -> None:
