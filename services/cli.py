@@ -79,7 +79,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     from services.projector.rebuild import RebuildError, progress_bar, rebuild
 
     settings = get_settings()
-    logs.configure("rebuild", settings.log_level)
+    logs.configure("rebuild", settings.log_level, settings.log_format)
     try:
         report = asyncio.run(
             rebuild(settings, keep_old=args.keep_old, force=args.force, progress=progress_bar())
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"osrs-diff: {exc}", file=sys.stderr)
         return 2
-    logs.configure("osrs-diff", settings.log_level)
+    logs.configure("osrs-diff", settings.log_level, settings.log_format)
     return args.func(args)
 
 

@@ -47,6 +47,7 @@ class Stack:
         self.children: dict[str, Child] = {}
         self.env: dict[str, str] = {}
         self.stopping = False
+        self.grace_s = Settings().shutdown_grace_s  # each service's, from SIGTERM to exit
 
     def start_infrastructure(self, env: dict[str, str]) -> None:
         if not env.get("NATS_URL"):
@@ -107,14 +108,14 @@ class Stack:
         services = [c for c in self.children.values() if c.name != "sim"]
         simulator = [c for c in self.children.values() if c.name == "sim"]
         for group in (services, simulator):
-            _terminate([c.proc for c in group])
+            _terminate([c.proc for c in group], self.grace_s + 2)
         if self.nats:
             self.nats.stop()
         if self.postgres:
             self.postgres.stop()
 
 
-def _terminate(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
+def _terminate(procs: list[subprocess.Popen], grace_s: float) -> None:
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -130,6 +131,7 @@ def _terminate(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
 def run(*, demo: bool, data_dir: Path, sim_players: int = 1000) -> int:
     env = dict(os.environ)
     stack = Stack(data_dir)
+    stack.grace_s = Settings.from_env(env).shutdown_grace_s
     data_dir.mkdir(parents=True, exist_ok=True)
 
     def on_signal(signum, frame) -> None:

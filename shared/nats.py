@@ -19,7 +19,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
-from shared import subjects
+from shared import subjects, telemetry
 from shared.events import Message, encode
 from shared.settings import Settings
 
@@ -132,9 +132,12 @@ async def publish(
     return not ack.duplicate
 
 
-async def dead_letter(js: JetStreamContext, service: str, msg: Msg, reason: str) -> None:
+async def dead_letter(
+    js: JetStreamContext, service: str, msg: Msg, reason: str, *, kind: str
+) -> None:
     """Park a message that cannot be handled on `osrs.dead.<service>.<stream>` with the reason
-    and its original headers, so nothing is lost and the consumer moves on."""
+    and its original headers, so nothing is lost and the consumer moves on. `kind` sorts the
+    reasons for the metric (`undecodable`, `cannot_apply`, `failed_repeatedly`)."""
     meta = msg.metadata
     headers = dict(msg.headers or {})
     headers.update(
@@ -154,9 +157,11 @@ async def dead_letter(js: JetStreamContext, service: str, msg: Msg, reason: str)
         stream=subjects.DEAD_STREAM,
         headers=headers,
     )
+    telemetry.DEAD_LETTERS.labels(service, kind).inc()
     log.warning(
-        "dead_lettered service=%s stream=%s seq=%s subject=%s reason=%r",
+        "dead_lettered by=%s kind=%s stream=%s seq=%s subject=%s reason=%r",
         service,
+        kind,
         meta.stream,
         meta.sequence.stream,
         msg.subject,

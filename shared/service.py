@@ -13,6 +13,8 @@ from faststream.nats import NatsBroker
 from shared import logs
 from shared.settings import Settings, get_settings
 
+DRAIN_TIMEOUT_S = 3  # of the shutdown grace's reserve for closing (Settings.work_grace_s)
+
 
 def create_broker(settings: Settings, name: str) -> NatsBroker:
     broker_log = logging.getLogger(f"osrs.{name}.broker")
@@ -23,6 +25,7 @@ def create_broker(settings: Settings, name: str) -> NatsBroker:
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        drain_timeout=DRAIN_TIMEOUT_S,
         logger=broker_log,
         log_level=logging.DEBUG,  # FastStream logs every message at this level
     )
@@ -39,7 +42,7 @@ def main_for(service: str, create_app: Callable[[Settings], FastStream]) -> Call
 
     def main() -> None:
         settings = get_settings()
-        logs.configure(service, settings.log_level)
+        logs.configure(service, settings.log_level, settings.log_format)
         app = create_app(settings)
         asyncio.run(app.run(log_level=logging.DEBUG))
 

@@ -7,8 +7,9 @@ import signal
 import uvicorn
 
 
-def serve_asgi(app, host: str, port: int) -> None:
-    """Run until SIGINT or SIGTERM, then shut down gracefully and exit with status 0.
+def serve_asgi(app, host: str, port: int, grace_s: float | None = None) -> None:
+    """Run until SIGINT or SIGTERM, then shut down gracefully (requests in flight get `grace_s`
+    to finish) and exit with status 0.
 
     uvicorn re-raises the signal it caught once it has shut down; the no-op handlers installed
     here receive it, so the process ends normally like the FastStream services do."""
@@ -22,5 +23,6 @@ def serve_asgi(app, host: str, port: int) -> None:
         access_log=False,
         lifespan="on",
         log_level="warning",
+        timeout_graceful_shutdown=grace_s,
     )
     uvicorn.Server(config).run()

@@ -14,6 +14,10 @@ import msgspec
 DEFAULT_HISCORES_URL = "https://secure.runescape.com"
 JWT_ALGORITHMS = ("HS256", "RS256", "EdDSA")
 MIN_SECRET_BYTES = 32
+LOG_FORMATS = ("auto", "json", "text")
+CLOSE_RESERVE_S = 5.0  # of the shutdown grace: to ack, close connections and exit
+# Where each worker serves /metrics and /ready unless OSRS_METRICS_PORT says otherwise.
+DEFAULT_METRICS_PORTS = {"fetcher": 9101, "projector": 9102, "scheduler": 9103}
 
 
 class SettingsError(ValueError):
@@ -52,6 +56,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 64 * 1024
     cors_origins: tuple[str, ...] = ()  # none: no CORS headers at all
     hsts: bool = False  # the API is served over HTTPS only
+    # Operations (shared/telemetry.py, shared/logs.py, shared/service.py)
+    log_format: str = "auto"  # auto: JSON lines unless stderr is a terminal
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None  # None: the worker's default port; 0: no metrics server
+    shutdown_grace_s: float = 20.0  # from SIGTERM to exit, in-flight work included
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,7 +106,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_body_bytes=_int(env, "OSRS_MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
             cors_origins=_origins(env, "OSRS_CORS_ORIGINS"),
             hsts=_flag(env, "OSRS_HSTS"),
+            log_format=_choice(env, "OSRS_LOG_FORMAT", LOG_FORMATS, d.log_format),
+            metrics_host=env.get("OSRS_METRICS_HOST") or d.metrics_host,
+            metrics_port=_port(env, "OSRS_METRICS_PORT"),
+            shutdown_grace_s=_float(env, "OSRS_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
         )
+
+    def work_grace_s(self) -> float:
+        """How long a stopping service lets the work in hand finish: the grace period less what
+        closing takes, so that the process is gone inside OSRS_SHUTDOWN_GRACE_S."""
+        return max(1.0, self.shutdown_grace_s - CLOSE_RESERVE_S)
+
+    def metrics_port_for(self, service: str) -> int:
+        """The port of a worker's metrics server: OSRS_METRICS_PORT, else the worker's default
+        (fetcher 9101, projector 9102, scheduler 9103); 0 means none."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        return DEFAULT_METRICS_PORTS.get(service, 0)
 
     def signing_secret(self) -> str:
         """The HS256 secret: OSRS_JWT_SECRET of at least 32 bytes; in dev mode a random one when
@@ -157,6 +182,24 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    if not env.get(name):
+        return None
+    port = _int(env, name, 0, minimum=0)
+    if port > 65535:
+        raise SettingsError(f"{name} must be a TCP port (0 to 65535), got {port}")
+    return port
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

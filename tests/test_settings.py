@@ -88,3 +88,43 @@ def test_hardening_settings_from_the_environment():
 def test_malformed_hardening_settings_say_which_variable(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
         Settings.from_env(env)
+
+
+def test_operations_defaults():
+    s = Settings.from_env({})
+    assert (s.log_format, s.metrics_host, s.shutdown_grace_s) == ("auto", "127.0.0.1", 20.0)
+    ports = [s.metrics_port_for(name) for name in ("fetcher", "projector", "scheduler")]
+    assert ports == [9101, 9102, 9103]
+
+
+def test_operations_settings_from_the_environment():
+    s = Settings.from_env(
+        {
+            "OSRS_LOG_FORMAT": "JSON",
+            "OSRS_METRICS_HOST": "0.0.0.0",
+            "OSRS_METRICS_PORT": "9200",
+            "OSRS_SHUTDOWN_GRACE_S": "5.5",
+        }
+    )
+    assert (s.log_format, s.metrics_host, s.shutdown_grace_s) == ("json", "0.0.0.0", 5.5)
+    assert s.metrics_port_for("fetcher") == s.metrics_port_for("scheduler") == 9200
+
+
+def test_metrics_port_zero_turns_the_metrics_server_off():
+    assert Settings.from_env({"OSRS_METRICS_PORT": "0"}).metrics_port_for("projector") == 0
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OSRS_LOG_FORMAT": "xml"},
+        {"OSRS_METRICS_PORT": "-1"},
+        {"OSRS_METRICS_PORT": "70000"},
+        {"OSRS_METRICS_PORT": "metrics"},
+        {"OSRS_SHUTDOWN_GRACE_S": "0"},
+        {"OSRS_SHUTDOWN_GRACE_S": "soon"},
+    ],
+)
+def test_malformed_operations_settings_say_which_variable(env):
+    with pytest.raises(SettingsError, match=next(iter(env))):
+        Settings.from_env(env)

@@ -2,6 +2,7 @@
 simulator for the demo); stats served within seconds; a dead service restarted; SIGTERM stops
 everything."""
 
+import json
 import os
 import signal
 import subprocess
@@ -97,16 +98,14 @@ def _every_read_route_answers(api: str, headers: dict) -> None:
 
 def _rebuild_while_serving(up: "Up", headers: dict) -> None:
     """`osrs-diff rebuild` against the running stack: the API serves on, the same data."""
-    urls = dict(
-        line.split("msg=", 1)[1].split(" ")[0:2]
-        for line in up.log.splitlines()
-        if "msg=nats_started" in line or "msg=postgres_started" in line
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OSRS_")}
-    env |= {
-        "NATS_URL": urls["nats_started"].removeprefix("url="),
-        "DATABASE_URL": urls["postgres_started"].removeprefix("url="),
+    # Its stderr is a file: the supervisor logs JSON lines.
+    urls = {
+        entry["event"]: entry["url"]
+        for entry in map(json.loads, filter(lambda line: line.startswith("{"), up.log.splitlines()))
+        if entry.get("event") in ("nats_started", "postgres_started")
     }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSRS_")}
+    env |= {"NATS_URL": urls["nats_started"], "DATABASE_URL": urls["postgres_started"]}
     before = httpx.get(f"{up.api}/v1/players/sim_1/snapshots", headers=headers).json()
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "rebuild"],

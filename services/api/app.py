@@ -14,7 +14,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from psycopg import AsyncConnection
 
-from services.api import queries
+from services.api import queries, telemetry
 from services.api.api_keys import ApiKeysController
 from services.api.auth import AuthController, ensure_admin
 from services.api.boards import AchievementsController, LeaderboardsController, stats
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UsersController,
             live,
             ready,
+            telemetry.metrics,
         ],
         lifespan=[lifespan],
         middleware=[DefineMiddleware(LoginThrottleMiddleware, throttle=login_throttle)],
@@ -125,7 +126,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             formatters={},
             loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}},
         ),
-        on_app_init=[TokenAuth(tokens, pool).on_app_init],
+        on_app_init=[TokenAuth(tokens, pool).on_app_init, telemetry.outermost],
         state=State(
             {
                 "settings": settings,
@@ -146,6 +147,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 def main() -> None:
     settings = get_settings()
-    logs.configure("api", settings.log_level)
+    logs.configure("api", settings.log_level, settings.log_format)
     app = create_app(settings)
-    serve_asgi(app, settings.api_host, settings.api_port)
+    serve_asgi(app, settings.api_host, settings.api_port, grace_s=settings.work_grace_s())

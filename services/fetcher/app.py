@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from faststream import FastStream
 
@@ -11,7 +12,7 @@ from services.fetcher.handler import FetchHandler
 from services.fetcher.resilience import CircuitBreaker, RateLimiter, RetryPolicy
 from services.fetcher.worker import Worker
 from shared import nats as natsx
-from shared import subjects
+from shared import subjects, telemetry
 from shared.service import create_broker, main_for
 from shared.settings import Settings
 
@@ -26,16 +27,27 @@ def create_app(
 ) -> FastStream:
     broker = create_broker(settings, "fetcher")
     app = FastStream(broker, logger=log)
+    state: dict[str, Worker] = {}
+    telemetry.instrument(
+        app,
+        settings,
+        "fetcher",
+        checks={"nats": telemetry.nats_answers(lambda: broker.connection)},
+        samplers=lambda: [
+            telemetry.consumer_lag(
+                state["worker"].js, [(subjects.CMD_STREAM, subjects.FETCHER_CONSUMER)]
+            )
+        ],
+    )
     concurrency = settings.fetch_concurrency
     http = new_http_client(max_connections=concurrency, timeout_s=settings.hiscores_timeout)
     hiscores = HiscoresClient(
         settings.hiscores_url,
         http,
         limiter=RateLimiter(settings.fetch_rate, concurrency),
-        breaker=breaker or CircuitBreaker(),
+        breaker=breaker or CircuitBreaker(host=urlsplit(settings.hiscores_url).netloc),
         policy=policy,
     )
-    state: dict[str, Worker] = {}
 
     @app.on_startup
     async def declare() -> None:
@@ -58,7 +70,7 @@ def create_app(
     @app.on_shutdown
     async def stop() -> None:
         if "worker" in state:
-            await state["worker"].stop()
+            await state["worker"].stop(settings.work_grace_s())
 
     @app.after_shutdown
     async def close_http() -> None:

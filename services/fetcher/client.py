@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import httpx
 import msgspec
+from prometheus_client import Histogram
 
 from services.fetcher.hiscores import (
     Hiscores,
@@ -25,6 +27,13 @@ log = logging.getLogger("osrs.fetcher")
 USER_AGENT = "osrs-diff/0.1 (progress tracker; +https://github.com/osrs-diff/osrs-diff)"
 MAX_RETRY_AFTER_S = 3600.0  # a longer (or infinite) Retry-After is taken as an hour
 TRANSIENT = frozenset({FetchOutcome.UNAVAILABLE, FetchOutcome.RATE_LIMITED})
+
+HISCORES_SECONDS = Histogram(
+    "osrs_hiscores_request_duration_seconds",
+    "One request to the hiscores, until its body is read and parsed; outcome `data` or why not",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 
 
 class HiscoresAnswer(msgspec.Struct, frozen=True):
@@ -120,13 +129,20 @@ class HiscoresClient:
 
     async def _request(self, display_name: str, mode: GameMode, fmt: str) -> HiscoresAnswer:
         url = self.base_url + hiscores_path(mode, fmt)
+        started = time.perf_counter()
         try:
             response = await self.http.get(url, params={"player": display_name})
         except httpx.TimeoutException as exc:
-            return HiscoresAnswer(FetchOutcome.UNAVAILABLE, None, f"timeout: {type(exc).__name__}")
+            detail = f"timeout: {type(exc).__name__}"
+            answer = HiscoresAnswer(FetchOutcome.UNAVAILABLE, None, detail)
         except httpx.HTTPError as exc:
-            return HiscoresAnswer(FetchOutcome.UNAVAILABLE, None, f"transport error: {exc!r}"[:300])
-        return classify(response, fmt)
+            detail = f"transport error: {exc!r}"[:300]
+            answer = HiscoresAnswer(FetchOutcome.UNAVAILABLE, None, detail)
+        else:
+            answer = classify(response, fmt)
+        outcome = "data" if answer.outcome is None else answer.outcome.value
+        HISCORES_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+        return answer
 
 
 def classify(response: httpx.Response, fmt: str = "json") -> HiscoresAnswer:

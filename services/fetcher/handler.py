@@ -9,6 +9,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from prometheus_client import Counter
 
 from services.fetcher.client import HiscoresAnswer, HiscoresClient
 from services.fetcher.hiscores import payload_hash
@@ -25,6 +26,8 @@ from shared.events import (
 from shared.modes import GameMode, account_type
 
 log = logging.getLogger("osrs.fetcher")
+
+FETCHES = Counter("osrs_fetches_total", "Fetches of a player's hiscores, by outcome", ["outcome"])
 
 
 class Fetched(msgspec.Struct, frozen=True):
@@ -72,6 +75,7 @@ class FetchHandler:
             msg_id=completed.id,
             stream=subjects.STATUS_STREAM,
         )
+        FETCHES.labels(completed.outcome.value).inc()
         log.info(
             "fetched player_key=%s mode=%s reason=%s outcome=%s http_status=%s detail=%r",
             cmd.player_key,

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import msgspec
+from prometheus_client import Gauge
 
 log = logging.getLogger("osrs.fetcher")
 
@@ -60,6 +61,15 @@ class BreakerState(enum.StrEnum):
     HALF_OPEN = "half_open"
 
 
+# The gauge's values: the larger, the less gets through.
+BREAKER_LEVELS = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+BREAKER_STATE = Gauge(
+    "osrs_circuit_breaker_state",
+    "The fetcher's circuit breaker for a hiscores host: 0 closed, 1 half-open, 2 open",
+    ["host"],
+)
+
+
 class CircuitBreaker:
     """Trips on an outage page or on `threshold` failures in a row; while open every fetch
     waits; after the cool-down one probe goes through (half-open): a good answer closes it, a
@@ -71,7 +81,9 @@ class CircuitBreaker:
         cooldown_s: float = 30.0,
         max_cooldown_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        host: str = "hiscores",
     ) -> None:
+        self.host = host
         self.threshold = threshold
         self.base_cooldown_s = cooldown_s
         self.max_cooldown_s = max_cooldown_s
@@ -83,6 +95,15 @@ class CircuitBreaker:
         self.trips = 0
         self._probe_in_flight = False
         self._changed = asyncio.Condition()
+
+    @property
+    def state(self) -> BreakerState:
+        return self._state
+
+    @state.setter
+    def state(self, state: BreakerState) -> None:
+        self._state = state
+        BREAKER_STATE.labels(self.host).set(BREAKER_LEVELS[state])
 
     async def acquire(self) -> bool:
         """Wait until a request may go; True when it goes as the half-open probe."""

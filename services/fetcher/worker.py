@@ -20,8 +20,8 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.fetcher.client import TRANSIENT
 from services.fetcher.handler import FetchHandler
+from shared import logs, subjects
 from shared import nats as natsx
-from shared import subjects
 from shared.events import FetchRequested, decode
 
 log = logging.getLogger("osrs.fetcher")
@@ -72,6 +72,7 @@ class Worker:
         self.handler = handler
         self.free = asyncio.Semaphore(concurrency)
         self.stopping = False
+        self.fetching = False  # the pull loop is waiting on the server, not for a free worker
         self.in_flight: set[asyncio.Task] = set()
         self.loop: asyncio.Task | None = None
 
@@ -79,10 +80,12 @@ class Worker:
         self.loop = asyncio.create_task(self._pull(), name="fetcher-pull")
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop pulling, give the fetches in hand time to finish, then cancel the rest (their
-        commands come back after the ack wait)."""
+        """Stop pulling, give the fetches in hand time to finish (each acks or naks its
+        command), then cancel the rest: their commands are nak'ed for another fetcher."""
         self.stopping = True
         if self.loop:
+            if not self.fetching:
+                self.loop.cancel()  # waiting for a free worker: nothing pulled to lose
             await asyncio.gather(self.loop, return_exceptions=True)
         if self.in_flight:
             _, pending = await asyncio.wait(self.in_flight, timeout=grace_s)
@@ -100,7 +103,10 @@ class Worker:
         try:
             while not self.stopping:
                 await self.free.acquire()
+                if self.stopping:
+                    break
                 try:
+                    self.fetching = True
                     (msg,) = await sub.fetch(1, timeout=1.0)
                 except (TimeoutError, nats.errors.TimeoutError):
                     self.free.release()
@@ -110,6 +116,8 @@ class Worker:
                     log.warning("pull_failed reason=%r", exc)
                     await asyncio.sleep(1.0)
                     continue
+                finally:
+                    self.fetching = False
                 task = asyncio.create_task(self._serve(msg))
                 self.in_flight.add(task)
                 task.add_done_callback(self._done)
@@ -122,22 +130,40 @@ class Worker:
         self.free.release()
 
     async def _serve(self, msg: Msg) -> None:
+        meta = msg.metadata
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id") or f"{meta.stream}:{meta.sequence.stream}"
+        with logs.bound(msg_id=msg_id):
+            await self._handle(msg)
+
+    async def _handle(self, msg: Msg) -> None:
         attempt = msg.metadata.num_delivered
         try:
             cmd = decode(msg.data, FetchRequested)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            await natsx.dead_letter(self.js, "fetcher", msg, f"undecodable FetchRequested: {exc}")
+            await natsx.dead_letter(
+                self.js, "fetcher", msg, f"undecodable FetchRequested: {exc}", kind="undecodable"
+            )
             await msg.ack()
             return
         try:
             async with keep_alive(msg):  # a fetch may wait out the breaker or the rate limit
-                fetched = await self.handler.handle(cmd)
+                with logs.bound(player_key=cmd.player_key):
+                    fetched = await self.handler.handle(cmd)
         except asyncio.CancelledError:
-            raise  # stopping: the command comes back after the ack wait
+            # Stopping past the grace period: another fetcher takes the command at once.
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
         except Exception as exc:  # a bug or NATS trouble: never drop the command
             log.exception("fetch_failed player_key=%s attempt=%d", cmd.player_key, attempt)
             if attempt >= MAX_ATTEMPTS:
-                await natsx.dead_letter(self.js, "fetcher", msg, f"failed {attempt} times: {exc!r}")
+                await natsx.dead_letter(
+                    self.js,
+                    "fetcher",
+                    msg,
+                    f"failed {attempt} times: {exc!r}",
+                    kind="failed_repeatedly",
+                )
                 await msg.ack()
             else:
                 await msg.nak(delay=retry_delay(attempt))

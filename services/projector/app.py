@@ -10,10 +10,10 @@ import psycopg
 from faststream import FastStream
 from nats.aio.msg import Msg
 
-from services.projector.feeds import FeedLoops, reset_consumers
+from services.projector.feeds import FEEDS, FeedLoops, reset_consumers
 from services.projector.projection import Projector
 from services.projector.relay import OutboxRelay
-from shared import db
+from shared import db, telemetry
 from shared import nats as natsx
 from shared.service import create_broker, main_for
 from shared.settings import Settings
@@ -30,18 +30,34 @@ def create_app(settings: Settings) -> FastStream:
     pool = db.pool(settings.database_url, min_size=1, max_size=4, name="osrs-projector")
 
     async def dead_letter(msg: Msg, reason: str) -> None:
-        await natsx.dead_letter(broker.connection.jetstream(), "projector", msg, reason)
+        kind = "undecodable" if reason.startswith("cannot decode") else "cannot_apply"
+        await natsx.dead_letter(broker.connection.jetstream(), "projector", msg, reason, kind=kind)
 
     projector = Projector(pool, dead_letter)
     state: dict = {}  # the lock's connection, the feed loops, the task that watches the lock
+    telemetry.instrument(
+        app,
+        settings,
+        "projector",
+        checks={
+            "nats": telemetry.nats_answers(lambda: broker.connection),
+            "postgres": telemetry.postgres_answers(pool),
+        },
+        samplers=lambda: [
+            telemetry.consumer_lag(
+                broker.connection.jetstream(), [(stream, durable) for stream, _, durable in FEEDS]
+            ),
+            state["relay"].sample_backlog,
+        ],
+    )
 
     @app.on_startup
     async def start() -> None:
         await asyncio.to_thread(db.migrate, settings.database_url)
         await pool.open(wait=True, timeout=30)
+        await broker.connect()  # before waiting as a standby: its readiness is NATS's too
         state["lock"] = await lead(settings.database_url)
         await projector.seed_metrics()
-        await broker.connect()
         js = broker.connection.jetstream()
         await natsx.declare(js, settings)
         checkpoints = await projector.checkpoints()
@@ -70,15 +86,17 @@ def create_app(settings: Settings) -> FastStream:
 
     @app.on_shutdown
     async def stop() -> None:
+        deadline = asyncio.get_running_loop().time() + settings.work_grace_s()
         if "watch" in state:
             state["watch"].cancel()
         if "feeds" in state:
-            await state["feeds"].stop()
+            await state["feeds"].stop(settings.work_grace_s())
         if "relaying" in state:  # what the last batches wrote goes out before the exit
             state["relay"].stopping = True
             state["relay"].wake.set()
+            left = max(1.0, deadline - asyncio.get_running_loop().time())
             try:
-                await asyncio.wait_for(state["relaying"], 10)
+                await asyncio.wait_for(state["relaying"], left)
             except TimeoutError:
                 log.warning("relay_stop_timeout: the rest goes out at the next start")
 

@@ -3,12 +3,14 @@ stream position it reaches, so at-least-once delivery gives exactly-once effects
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 import psycopg
 from nats.aio.msg import Msg
+from prometheus_client import Counter
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -40,6 +42,15 @@ from shared.packed import pack, unpack
 log = logging.getLogger("osrs.projector")
 
 DeadLetter = Callable[[Msg, str], Awaitable[None]]
+
+EVENTS_APPLIED = Counter(
+    "osrs_projector_events_applied_total",
+    "Events applied to the read models (committed), by stream and event type",
+    ["stream", "kind"],
+)
+OBSERVATIONS_WRITTEN = Counter(
+    "osrs_observations_written_total", "Observations stored (a redelivered one is not counted)"
+)
 
 
 class Projector:
@@ -84,7 +95,8 @@ class Projector:
             raise
 
     async def _apply_batch(self, stream: str, msgs: Sequence[Msg], careful: bool) -> int:
-        applied = 0
+        applied = written = 0
+        kinds: collections.Counter[str] = collections.Counter()
         async with self.pool.connection() as conn, conn.transaction():
             row = await (await conn.execute(queries.LOCK_CHECKPOINT, (stream,))).fetchone()
             last_seq, tables = row
@@ -104,7 +116,7 @@ class Projector:
                 if careful:
                     try:
                         async with conn.transaction():
-                            await self.apply(conn, event, seq)
+                            written += await self.apply(conn, event, seq)
                     except psycopg.OperationalError:
                         raise  # the database is away: retry the whole batch later
                     except Exception as exc:  # noqa: BLE001 - this event can never be applied
@@ -112,16 +124,21 @@ class Projector:
                         last_seq = seq
                         continue
                 else:
-                    await self.apply(conn, event, seq)
+                    written += await self.apply(conn, event, seq)
                 last_seq = seq
                 applied += 1
+                kinds[type(event).__name__] += 1
             await conn.execute(queries.SAVE_CHECKPOINT, (last_seq, stream))
+        for kind, count in kinds.items():  # counted once committed
+            EVENTS_APPLIED.labels(stream, kind).inc(count)
+        OBSERVATIONS_WRITTEN.inc(written)
         return applied
 
-    async def apply(self, conn: AsyncConnection, event: Message, seq: int) -> None:
+    async def apply(self, conn: AsyncConnection, event: Message, seq: int) -> bool:
+        """Apply one event; True when it stored a new observation."""
         match event:
             case HiscoreObserved():
-                await self._observed(conn, event, seq)
+                return await self._observed(conn, event, seq)
             case FetchCompleted():
                 params = {
                     "key": event.player_key,
@@ -182,8 +199,9 @@ class Projector:
                     await self._publish(conn, _mode_change(who, old_mode, new_mode))
             case _:
                 raise ValueError(f"the projector has no rule for {type(event).__name__}")
+        return False
 
-    async def _observed(self, conn: AsyncConnection, event: HiscoreObserved, seq: int) -> None:
+    async def _observed(self, conn: AsyncConnection, event: HiscoreObserved, seq: int) -> bool:
         entries = [
             (metric_key(s.name), s.name, MetricKind.SKILL, s.rank, s.level, s.xp)
             for s in event.skills
@@ -214,18 +232,19 @@ class Projector:
         params |= {"player_id": player_id, "data": data}
         inserted = await (await conn.execute(queries.INSERT_OBSERVATION, params)).fetchone()
         if inserted is None:
-            return  # a redelivered event: stored already, with all that follows from it
+            return False  # a redelivered event: stored already, with all that follows from it
         await conn.execute(queries.PLAYER_OBSERVED, params)
         row = await (await conn.execute(queries.PREVIOUS_OBSERVATION, params)).fetchone()
         previous_at, previous_total, previous_data, later = row
         previous = {m: v for m, _, v in unpack(previous_data)} if previous_data else None
         reached = await self._achieved(conn, params, values, previous, previous_total, previous_at)
         if later:
-            return  # an old observation arriving late: the newer ones stand as they are
+            return True  # an old observation arriving late: the newer ones stand as they are
         await self._latest(conn, player_id, values, previous or {})
         if previous is not None:
             who = _who(event.player_key, event.display_name, event.mode, event.observed_at)
             await self._progressed(conn, who, values, previous, previous_at, reached)
+        return True
 
     async def _progressed(
         self,

@@ -18,6 +18,7 @@ import nats.errors
 import psycopg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
 
 from shared import subjects
@@ -34,6 +35,13 @@ MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)"
 MARK_SENT_UP_TO = "UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL AND id <= %s"
 PRUNE = f"DELETE FROM outbox WHERE sent_at < now() - interval '{KEEP_SENT}'"
 BACKLOG = "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+
+PROGRESS_RELAYED = Counter(
+    "osrs_progress_events_relayed_total",
+    "Progress events published to OSRS_PROGRESS by the outbox relay, by kind",
+    ["kind"],
+)
+OUTBOX_BACKLOG = Gauge("osrs_outbox_backlog", "Progress events in the outbox not published yet")
 
 
 class OutboxRelay:
@@ -95,6 +103,7 @@ class OutboxRelay:
                     headers={"Nats-Msg-Id": str(row_id)},
                 )
                 sent.append(row_id)
+                PROGRESS_RELAYED.labels(subject.rsplit(".", 1)[-1]).inc()
         except BaseException:
             self.unsure = True
             raise
@@ -104,6 +113,12 @@ class OutboxRelay:
                     await conn.execute(MARK_SENT, (sent,))
                 self.sent += len(sent)
         return len(sent)
+
+    async def sample_backlog(self) -> None:
+        """Refresh the backlog gauge (every few seconds, from the metrics refresher)."""
+        async with self.pool.connection() as conn:
+            (count,) = await (await conn.execute(BACKLOG)).fetchone()
+        OUTBOX_BACKLOG.set(count)
 
     async def _prune(self) -> int:
         async with self.pool.connection() as conn:

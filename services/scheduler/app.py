@@ -15,10 +15,11 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from prometheus_client import Counter, Gauge
 
 from services.scheduler.slots import Due, Schedule, daily_slot, due_time
 from shared import nats as natsx
-from shared import subjects
+from shared import subjects, telemetry
 from shared.events import UNRANKED_AFTER, FetchCompleted, FetchReason, FetchRequested, decode_on
 from shared.service import create_broker, main_for
 from shared.settings import Settings
@@ -29,6 +30,10 @@ LEASE_RENEW_S = 3.0
 MAX_SLEEP_S = 1.0
 RETRY_S = 2.0
 PUBLISH_CONCURRENCY = 64
+
+SCHEDULED = Counter("osrs_fetches_scheduled_total", "Scheduled FetchRequested commands published")
+LEADER = Gauge("osrs_scheduler_leader", "1 while this scheduler holds the lease, else 0")
+PLAYERS = Gauge("osrs_scheduler_players", "Players on the schedule (tracked)")
 
 
 class Lease:
@@ -58,6 +63,7 @@ class Lease:
             self.renewed_at = now
         except KeyWrongLastSequenceError:
             self.revision = None
+        LEADER.set(1 if self.held else 0)
         if self.held != was_held:
             log.info(
                 "lease_%s holder=%s", "acquired" if self.held else "lost", self.holder.decode()
@@ -71,6 +77,7 @@ class Lease:
             except (KeyWrongLastSequenceError, KeyNotFoundError):
                 pass
             self.revision = None
+            LEADER.set(0)
 
 
 async def follow(
@@ -109,6 +116,7 @@ class Scheduler:
         self.last_fetched: dict[str, float] = {}
         self.unranked: set[str] = set()  # not found several times in a row: checked daily
         self.published = 0  # commands this instance published
+        self.stopping = False  # the tick in hand finishes, no other starts
 
     def on_player_event(self, msg: Msg) -> None:
         self.schedule.apply(decode_on(msg.subject, msg.data), self.clock())
@@ -123,7 +131,7 @@ class Scheduler:
                 self.unranked.discard(status.player_key)
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             now = self.clock()
             sleep = MAX_SLEEP_S
             try:
@@ -171,6 +179,7 @@ class Scheduler:
                     failed += 1
                     self.schedule.retry(due, now + RETRY_S)
         self.published += len(commands) - failed
+        SCHEDULED.inc(len(commands) - failed)
         if commands:
             log.info("published_due count=%d failed=%d", len(commands) - failed, failed)
         return len(commands) - failed
@@ -180,6 +189,9 @@ class Scheduler:
         first one may have failed, or still be on its way)."""
         fetched_since = self.last_fetched.get(player.key, float("-inf")) >= player.since
         return daily_slot(slot, player.interval_s) or not fetched_since
+
+    async def sample(self) -> None:
+        PLAYERS.set(len(self.schedule.players))
 
     async def _publish(self, cmd: FetchRequested) -> None:
         await natsx.publish(
@@ -196,6 +208,13 @@ def create_app(settings: Settings) -> FastStream:
     app = FastStream(broker, logger=log)
     tasks: list[asyncio.Task] = []
     state: dict[str, Scheduler] = {}
+    telemetry.instrument(
+        app,
+        settings,
+        "scheduler",
+        checks={"nats": telemetry.nats_answers(lambda: broker.connection)},
+        samplers=lambda: [state["scheduler"].sample],
+    )
 
     @app.on_startup
     async def start() -> None:
@@ -218,9 +237,13 @@ def create_app(settings: Settings) -> FastStream:
 
     @app.on_shutdown
     async def stop() -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if "scheduler" in state:
+            state["scheduler"].stopping = True  # the tick in hand publishes what it took
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=settings.work_grace_s())
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if "scheduler" in state:
             await state["scheduler"].lease.release()
 
