@@ -76,7 +76,8 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     import nats.errors
 
-    from services.projector.rebuild import RebuildError, progress_bar, rebuild
+    from services.console import progress_bar
+    from services.projector.rebuild import RebuildError, rebuild
 
     settings = get_settings()
     logs.configure("rebuild", settings.log_level, settings.log_format)
@@ -94,6 +95,55 @@ def _rebuild(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import nats.errors
+
+    from services.console import progress_bar
+    from services.importer import ImportFileError, Report, import_players, read_players
+
+    try:
+        if args.file == "-":
+            text = sys.stdin.read().removeprefix("\ufeff")
+        else:
+            text = Path(args.file).read_text(encoding="utf-8-sig")  # a BOM from a spreadsheet
+        rows, invalid, duplicates = read_players(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"osrs-diff import: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    except ImportFileError as exc:
+        print(f"osrs-diff import: {exc}", file=sys.stderr)
+        return 2
+    report = Report()
+    if rows:
+        try:
+            report = asyncio.run(
+                import_players(get_settings(), rows, progress=progress_bar("import", "players"))
+            )
+        except (psycopg.OperationalError, nats.errors.Error, OSError, TimeoutError) as exc:
+            print(f"\nosrs-diff import: {exc or type(exc).__name__}".rstrip(), file=sys.stderr)
+            return 1
+    print(
+        f"added {len(report.added)}, mode changed {len(report.changed)}, already tracked"
+        f" {len(report.already)}, repeated in the file {len(duplicates)}, invalid {len(invalid)}"
+    )
+    for skipped in invalid:
+        print(f"line {skipped.line}: {skipped.text!r}: {skipped.reason}")
+    return 2 if invalid else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from services.status import collect, render
+
+    settings = get_settings()
+    port = settings.metrics_port_for("fetcher")
+    urls = args.fetcher_metrics or ([f"http://127.0.0.1:{port}/metrics"] if port else [])
+    status = asyncio.run(collect(settings, urls))
+    print(msgspec.json.encode(status).decode() if args.json else render(status))
+    return 1 if status.problems else 0
 
 
 def _users(args: argparse.Namespace) -> int:
@@ -162,7 +212,9 @@ def _new_password(from_stdin: bool) -> str:
 
 
 def _user_table(users: list) -> str:
-    rows = [("USERNAME", "ROLE", "STATUS", "CREATED (UTC)")] + [
+    from services.console import table
+
+    rows = [
         (
             u.username,
             u.role,
@@ -171,12 +223,8 @@ def _user_table(users: list) -> str:
         )
         for u in users
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    return "\n".join(lines + [f"{len(users)} user{'' if len(users) == 1 else 's'}"])
+    listed = table(("USERNAME", "ROLE", "STATUS", "CREATED (UTC)"), rows)
+    return f"{listed}\n{len(users)} user{'' if len(users) == 1 else 's'}"
 
 
 def _epoch(value: str) -> float:
@@ -283,6 +331,32 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--players", type=int, default=1000, help="simulated players (demo)")
     up.set_defaults(func=_up)
+
+    import_ = commands.add_parser(
+        "import",
+        help="track many players: names one per line, or a CSV with the header name,mode",
+        description="Players tracked already (in that mode, when one is given) are left alone."
+        " Exit status: 0 done, 1 NATS, Postgres or the file unreachable, 2 invalid lines (the"
+        " others were imported).",
+    )
+    import_.add_argument("file", metavar="FILE", help="the file, or - for standard input")
+    import_.set_defaults(func=_import)
+
+    status = commands.add_parser(
+        "status",
+        help="consumer lag, outbox backlog, dead letters, checkpoints, circuit breaker",
+        description="Exit status: 0, or 1 when NATS or Postgres cannot be reached (the rest is"
+        " shown; a fetcher without metrics only makes the breaker unknown).",
+    )
+    status.add_argument(
+        "--fetcher-metrics",
+        action="append",
+        metavar="URL",
+        help="a fetcher's metrics endpoint, repeatable (default: http://127.0.0.1:"
+        "OSRS_METRICS_PORT or 9101/metrics)",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON document")
+    status.set_defaults(func=_status)
 
     users = commands.add_parser(
         "users",

@@ -99,6 +99,24 @@ async def connect(settings: Settings, name: str) -> Client:
     )
 
 
+async def connect_once(settings: Settings, name: str) -> Client:
+    """A connection for a command-line tool: an error within seconds when NATS does not
+    answer (raised, not logged at each attempt)."""
+
+    async def quiet(exc: Exception) -> None:
+        pass
+
+    return await nats.connect(
+        settings.nats_url,
+        name=name,
+        connect_timeout=3,
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.5,
+        error_cb=quiet,
+    )
+
+
 async def declare(js: JetStreamContext, settings: Settings) -> None:
     """Create or update every stream and KV bucket. Idempotent: each service calls it at start."""
     for config in stream_configs(settings):

@@ -14,7 +14,8 @@ from shared import db, telemetry
 
 
 @pytest.fixture
-async def client(settings, js):
+async def anonymous(settings, js):
+    """The API without a token (conftest's `client` is logged in)."""
     async with AsyncTestClient(app=create_app(settings)) as test_client:
         yield test_client
 
@@ -23,7 +24,8 @@ def _samples(text: str, name: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(name + "{")]
 
 
-async def test_the_api_serves_latency_by_route_template_and_status_without_a_token(client):
+async def test_the_api_serves_latency_by_route_template_and_status_without_a_token(anonymous):
+    client = anonymous
     await client.get("/v1/players")  # refused by the token middleware: 401
     login = await client.post(
         "/v1/auth/token", json={"username": "admin", "password": "correct horse"}

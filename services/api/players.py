@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import math
 import re
-import time
 from datetime import datetime
 from typing import Annotated
 
@@ -15,8 +13,8 @@ from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
+from services import tracking
 from services.api import examples, queries
 from services.api.guards import can_write
 from services.api.schemas import (
@@ -33,9 +31,6 @@ from services.api.schemas import (
 from shared import nats as natsx
 from shared import subjects, xp
 from shared.events import (
-    FetchReason,
-    FetchRequested,
-    PlayerTracked,
     PlayerUntracked,
     PlayerUpdated,
 )
@@ -101,28 +96,23 @@ class PlayersController(Controller):
         interval_s = data.interval_s or state.settings.fetch_interval
         _check_interval(data.interval_s)
         current = await self._detail(state, key)
-        detect = data.mode is None  # the fetcher detects the account type from the boards
-        mode = data.mode or (current.mode if current else GameMode.REGULAR)
         tracked = current is not None and current.status != "untracked"
-        if tracked and (current.mode, current.interval_s) == (mode, interval_s):
-            return current  # already tracked as asked: nothing to publish
-        event = PlayerTracked(
-            player_key=key,
+        event = await tracking.track(
+            state.js,
+            state.cooldowns,
             display_name=display_name,
-            mode=mode,
+            mode=data.mode,  # none: the fetcher detects the account type from the boards
             interval_s=interval_s,
+            known=current and tracking.Known(current.mode, current.interval_s, tracked),
             by=request.user.username,
-            detect_mode=detect,
+            cooldown_s=state.settings.refresh_cooldown,
         )
-        await natsx.publish(
-            state.js, subjects.PLAYER_TRACKED, event, msg_id=event.id, stream=subjects.EVT_STREAM
-        )
-        # Inside the refresh cooldown the player was fetched moments ago: the schedule takes over.
-        await self._request_fetch(state, key, display_name, mode, detect_mode=detect)
+        if event is None:
+            return current  # already tracked as asked: nothing was published
         if current is not None:  # a change, or tracked again: its history is kept
             return msgspec.structs.replace(
                 current,
-                mode=mode,
+                mode=event.mode,
                 interval_s=interval_s,
                 status=current.status if tracked else "pending",
                 tracked_at=current.tracked_at if tracked else event.at,
@@ -130,7 +120,7 @@ class PlayersController(Controller):
         return PlayerDetail(
             key=key,
             display_name=display_name,
-            mode=mode,
+            mode=event.mode,
             status="pending",
             interval_s=interval_s,
             tracked_at=event.at,
@@ -288,7 +278,14 @@ class PlayersController(Controller):
     async def refresh(self, name: FromPath[str], state: State) -> Response[Accepted]:
         key = await self._tracked_key(state, name)
         detail = await self._detail(state, key)
-        wait = await self._request_fetch(state, key, detail.display_name, detail.mode)
+        wait = await tracking.request_fetch(
+            state.js,
+            state.cooldowns,
+            key,
+            detail.display_name,
+            detail.mode,
+            cooldown_s=state.settings.refresh_cooldown,
+        )
         if wait:
             cooldown = state.settings.refresh_cooldown
             raise TooManyRequests(
@@ -307,41 +304,6 @@ class PlayersController(Controller):
         if not row or not row[0]:
             raise NotFoundException(f"player {name!r} is not tracked")
         return key
-
-    async def _request_fetch(
-        self, state: State, key: str, display_name: str, mode, *, detect_mode: bool = False
-    ) -> int:
-        """Publish a manual fetch unless one was requested inside the cooldown (a KV entry with
-        a TTL, shared by every API replica). Returns 0, or the seconds left to wait."""
-        cooldown = state.settings.refresh_cooldown
-        try:
-            await state.cooldowns.create(key, str(time.time()).encode())
-        except KeyWrongLastSequenceError:
-            try:
-                entry = await state.cooldowns.get(key)
-                waited = time.time() - float(entry.value.decode())
-            except KeyNotFoundError:  # expired in between
-                waited = cooldown - 1
-            return max(1, math.ceil(cooldown - waited))
-        cmd = FetchRequested(
-            player_key=key,
-            display_name=display_name,
-            mode=mode,
-            reason=FetchReason.MANUAL,
-            detect_mode=detect_mode,
-        )
-        try:
-            await natsx.publish(
-                state.js,
-                subjects.fetch_subject(key),
-                cmd,
-                msg_id=f"{key}:manual:{cmd.id}",
-                stream=subjects.CMD_STREAM,
-            )
-        except Exception:
-            await state.cooldowns.delete(key)  # no fetch was queued: no cooldown either
-            raise
-        return 0
 
     async def _detail(self, state: State, key: str) -> PlayerDetail | None:
         async with state.pool.connection() as conn:

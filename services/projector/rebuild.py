@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -231,23 +230,3 @@ class _Reader:
 async def _maybe_await(value) -> None:
     if asyncio.iscoroutine(value):
         await value
-
-
-def progress_bar(out=sys.stderr) -> Progress:
-    """A one-line progress bar on a terminal, a line per 10 % otherwise."""
-    started = time.monotonic()
-    shown = {"tenth": -1}
-
-    def show(done: int, total: int) -> None:
-        fraction = done / total if total else 1.0
-        rate = done / max(time.monotonic() - started, 1e-6)
-        text = f"rebuild: {done:,}/{total:,} events ({fraction:.0%}), {rate:,.0f}/s"
-        if out.isatty():
-            bar = "#" * int(fraction * 30)
-            out.write(f"\r[{bar:<30}] {text}")
-            out.flush()
-        elif int(fraction * 10) > shown["tenth"]:
-            shown["tenth"] = int(fraction * 10)
-            print(text, file=out, flush=True)
-
-    return show
