@@ -5,10 +5,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock test lint fmt migrate up demo clean
+.PHONY: help setup lock test lint fmt migrate up demo asyncapi clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ up: $(STAMP) ## run the whole product in the foreground (Ctrl-C stops it)
 
 demo: $(STAMP) ## `up` with the hiscores simulator and a few tracked players
 	$(VENV)/bin/osrs-diff up --demo
+
+asyncapi: $(STAMP) ## regenerate docs/asyncapi.json (the progress events) from the code
+	$(PY) -m services.progress_docs -o docs/asyncapi.json
 
 clean: ## remove .data (embedded NATS and Postgres data)
 	rm -rf .data
