@@ -96,16 +96,43 @@ def _every_read_route_answers(api: str, headers: dict) -> None:
     assert httpx.get(f"{api}/v1/stats", headers=headers).json()["observations"] >= 1
 
 
-def _rebuild_while_serving(up: "Up", headers: dict) -> None:
-    """`osrs-diff rebuild` against the running stack: the API serves on, the same data."""
-    # Its stderr is a file: the supervisor logs JSON lines.
+def _servers(up: "Up") -> dict[str, str]:
+    """The environment with NATS_URL and DATABASE_URL of the servers `up` started, from its log
+    (its stderr is a file: the supervisor logs JSON lines)."""
     urls = {
         entry["event"]: entry["url"]
         for entry in map(json.loads, filter(lambda line: line.startswith("{"), up.log.splitlines()))
         if entry.get("event") in ("nats_started", "postgres_started")
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("OSRS_")}
-    env |= {"NATS_URL": urls["nats_started"], "DATABASE_URL": urls["postgres_started"]}
+    return env | {"NATS_URL": urls["nats_started"], "DATABASE_URL": urls["postgres_started"]}
+
+
+def _progress_events_reach_the_example_subscriber(up: "Up") -> None:
+    """The demo tracked its players: examples/durable_subscriber.py prints those events."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "examples/durable_subscriber.py",
+            "--from-start",
+            "--max-events",
+            "2",
+            "--exit-when-idle",
+            "20",
+        ],
+        env=_servers(up),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 2 and "tracking" in done.stdout, done.stdout
+
+
+def _rebuild_while_serving(up: "Up", headers: dict) -> None:
+    """`osrs-diff rebuild` against the running stack: the API serves on, the same data."""
+    env = _servers(up)
     before = httpx.get(f"{up.api}/v1/players/sim_1/snapshots", headers=headers).json()
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "rebuild"],
@@ -145,6 +172,7 @@ def test_demo_serves_a_simulated_player_and_stops_cleanly_on_sigterm(tmp_root):
             time.sleep(0.2)
         assert player["skills"]["overall"]["xp"] > 0 and player["status"] == "active"
         _every_read_route_answers(up.api, headers)
+        _progress_events_reach_the_example_subscriber(up)
         _rebuild_while_serving(up, headers)
         running = up.descendants()
         assert len(running) >= 7  # four services, the simulator, NATS, Postgres
