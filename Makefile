@@ -5,10 +5,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock test lint fmt migrate up demo asyncapi clean
+.PHONY: help setup lock test lint fmt migrate up down demo asyncapi clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ demo: $(STAMP) ## `up` with the hiscores simulator and a few tracked players
 
 asyncapi: $(STAMP) ## regenerate docs/asyncapi.json (the progress events) from the code
 	$(PY) -m services.progress_docs -o docs/asyncapi.json
+
+down: $(STAMP) ## stop the `make up` or `make demo` running on .data (from another terminal)
+	$(VENV)/bin/osrs-diff down
 
 clean: ## remove .data (embedded NATS and Postgres data)
 	rm -rf .data

@@ -231,6 +231,18 @@ def _epoch(value: str) -> float:
     return time.time() if value == "now" else float(value)
 
 
+def _down(args: argparse.Namespace) -> int:
+    from services.local import LocalServerError
+    from services.up import down
+
+    try:
+        print(down(Path(args.data_dir).absolute()))
+    except LocalServerError as exc:
+        print(f"osrs-diff down: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     from services.local import LocalServerError
     from services.up import run
@@ -331,6 +343,10 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--players", type=int, default=1000, help="simulated players (demo)")
     up.set_defaults(func=_up)
+
+    down = commands.add_parser("down", help="stop the `osrs-diff up` running on a data folder")
+    down.add_argument("--data-dir", default=".data", help="its data folder (default .data)")
+    down.set_defaults(func=_down)
 
     import_ = commands.add_parser(
         "import",

@@ -6,6 +6,7 @@ everything. `--demo` adds the hiscores simulator and a few tracked players."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -128,6 +129,9 @@ def _terminate(procs: list[subprocess.Popen], grace_s: float) -> None:
             proc.wait()
 
 
+PID_FILE = "up.pid"
+
+
 def run(*, demo: bool, data_dir: Path, sim_players: int = 1000) -> int:
     env = dict(os.environ)
     stack = Stack(data_dir)
@@ -139,6 +143,13 @@ def run(*, demo: bool, data_dir: Path, sim_players: int = 1000) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    pid_file = data_dir / PID_FILE
+    running = _running_pid(pid_file)
+    if running:
+        raise LocalServerError(
+            f"osrs-diff up already runs on {data_dir} (pid {running}): `make down` stops it"
+        )
+    pid_file.write_text(str(os.getpid()))
     try:
         stack.start_infrastructure(env)
         if demo:
@@ -159,6 +170,47 @@ def run(*, demo: bool, data_dir: Path, sim_players: int = 1000) -> int:
         return stack.watch()
     finally:
         stack.stop()
+        pid_file.unlink(missing_ok=True)
+
+
+def down(data_dir: Path, timeout_s: float = 60.0) -> str:
+    """Stop the `osrs-diff up` running on `data_dir` as Ctrl-C would; says what happened."""
+    pid = _running_pid(data_dir / PID_FILE)
+    if not pid:
+        return f"nothing runs on {data_dir}"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise LocalServerError(f"osrs-diff up (pid {pid}) still runs after {timeout_s:.0f} s")
+        time.sleep(0.1)
+    return f"stopped osrs-diff up (pid {pid})"
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    """The pid in the file when that process still runs, else None (a stale file is removed)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    if _alive(pid):
+        return pid
+    pid_file.unlink(missing_ok=True)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not running.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
 
 
 def _start_simulator(stack: Stack, env: dict[str, str], players: int) -> str:

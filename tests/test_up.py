@@ -210,6 +210,18 @@ def test_up_keeps_a_secret_and_restarts_a_service_that_dies(tmp_root):
                 break
             assert time.monotonic() < up.deadline, up.log
             time.sleep(0.2)
+        # A second `up` on the same data refuses; `down` (make down) stops the first.
+        cli = [sys.executable, "-m", "services.cli"]
+        second = subprocess.run(
+            [*cli, "up", "--data-dir", str(up.data_dir)], capture_output=True, text=True, timeout=30
+        )
+        assert second.returncode == 1 and "already runs" in second.stderr, second.stderr
+        stopped = subprocess.run(
+            [*cli, "down", "--data-dir", str(up.data_dir)], capture_output=True, text=True
+        )
+        assert stopped.returncode == 0 and "stopped osrs-diff up" in stopped.stdout
+        assert up.proc.wait(5) == 0, up.log
+        assert not (up.data_dir / "up.pid").exists()
     finally:
         code = up.stop()
     assert code == 0, up.log
