@@ -42,21 +42,22 @@ class Report(msgspec.Struct):
     added: list[str] = msgspec.field(default_factory=list)  # newly tracked, or again
     changed: list[str] = msgspec.field(default_factory=list)  # tracked, now in another mode
     already: list[str] = msgspec.field(default_factory=list)  # tracked as asked: nothing done
-    duplicates: list[Skipped] = msgspec.field(default_factory=list)  # again in the file
-    invalid: list[Skipped] = msgspec.field(default_factory=list)
 
 
 def read_players(text: str) -> tuple[list[Row], list[Skipped], list[Skipped]]:
     """(rows to import, invalid lines, repeated players). Blank lines and `#` comments are
-    skipped; a file whose first line is a header starting with `name` is read as CSV."""
+    skipped; a file whose first line is a header naming the column `name` (`name`, `name,mode`,
+    `mode,name`) is read as CSV."""
     rows: list[Row] = []
     invalid: list[Skipped] = []
     duplicates: list[Skipped] = []
     first_line: dict[str, int] = {}
-    for line, name, mode in _entries(text):
+    for line, name, mode, extra in _entries(text):
         try:
+            if extra:
+                raise ValueError(f"more cells than the header's columns ({', '.join(COLUMNS)})")
             row = Row(line, validate_name(name), _mode(mode))
-        except ValueError as exc:  # InvalidPlayerName, or an unknown mode
+        except ValueError as exc:  # InvalidPlayerName, an unknown mode, a cell too many
             invalid.append(Skipped(line, name, str(exc)))
             continue
         key = player_key(row.name)
@@ -68,8 +69,9 @@ def read_players(text: str) -> tuple[list[Row], list[Skipped], list[Skipped]]:
     return rows, invalid, duplicates
 
 
-def _entries(text: str) -> Iterator[tuple[int, str, str]]:
-    """(line number, name, mode or '') of each entry."""
+def _entries(text: str) -> Iterator[tuple[int, str, str, bool]]:
+    """(line number, name, mode or '', whether the line has cells beyond the header's) of each
+    entry."""
     lines = text.splitlines()
     content = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
     content = [(n, line) for n, line in content if not line.lstrip().startswith("#")]
@@ -77,9 +79,9 @@ def _entries(text: str) -> Iterator[tuple[int, str, str]]:
         return
     header_at, header = content[0]
     columns = [c.strip().lower() for c in next(csv.reader([header]))]
-    if columns[0] != "name":  # names one per line
+    if "name" not in columns:  # names one per line
         for n, line in content:
-            yield n, line.strip(), ""
+            yield n, line.strip(), "", False
         return
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown or len(set(columns)) != len(columns):
@@ -90,17 +92,13 @@ def _entries(text: str) -> Iterator[tuple[int, str, str]]:
     for n, line in content[1:]:
         cells = next(csv.reader([line]))
         entry = dict(zip(columns, cells, strict=False))
-        if len(cells) > len(columns):
-            yield n, cells[0].strip(), "\0"  # refused below: more cells than columns
-        else:
-            yield n, entry.get("name", "").strip(), entry.get("mode", "").strip()
+        name, mode = entry.get("name", "").strip(), entry.get("mode", "").strip()
+        yield n, name, mode, len(cells) > len(columns)
 
 
 def _mode(text: str) -> GameMode | None:
     if not text:
         return None
-    if text == "\0":
-        raise ValueError(f"more cells than the header's columns ({', '.join(COLUMNS)})")
     try:
         return GameMode(text.lower())
     except ValueError:

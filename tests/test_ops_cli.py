@@ -86,6 +86,11 @@ def test_a_csv_with_a_name_and_an_optional_mode():
     assert reasons[6].startswith("more cells than the header's columns")
 
 
+def test_the_columns_may_come_in_any_order():
+    rows, _, _ = read_players("Mode,Name\nhardcore,Zezima\n")
+    assert [(r.line, r.name, r.mode) for r in rows] == [(2, "Zezima", GameMode.HARDCORE)]
+
+
 def test_a_csv_with_an_unknown_column_is_refused_whole():
     with pytest.raises(ImportFileError, match="line 1: the CSV header may name only name, mode"):
         read_players("name,interval\nZezima,60\n")
