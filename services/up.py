@@ -13,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,19 @@ class Stack:
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         # A session of its own: Ctrl-C reaches only this supervisor, which then stops the
         # services before the servers they depend on.
-        proc = subprocess.Popen([sys.executable, *args], env=env, start_new_session=True)
+        # Combined logs: each line of the service, prefixed by its name, in the format the
+        # supervisor's own output calls for (key=value on a terminal, JSON lines otherwise).
+        env = {"OSRS_LOG_FORMAT": "text" if sys.stderr.isatty() else "json"} | env
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        threading.Thread(
+            target=_relay_lines, args=(name, proc.stdout), name=f"log-{name}", daemon=True
+        ).start()
         previous = self.children.get(name)
         self.children[name] = Child(
             name, args, proc, time.monotonic(), previous.failures if previous else 0
@@ -130,6 +143,17 @@ def _terminate(procs: list[subprocess.Popen], grace_s: float) -> None:
 
 
 PID_FILE = "up.pid"
+_output = threading.Lock()
+
+
+def _relay_lines(name: str, stream) -> None:
+    """Copy a service's output to ours, line by line, each line prefixed by the service."""
+    prefix = f"{name:<9}| ".encode()
+    for line in iter(stream.readline, b""):
+        with _output:
+            sys.stdout.buffer.write(prefix + line)
+            sys.stdout.buffer.flush()
+    stream.close()
 
 
 def run(*, demo: bool, data_dir: Path, sim_players: int = 1000) -> int:
