@@ -39,14 +39,16 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     API_HOST=0.0.0.0 \
-    API_PORT=8000
+    API_PORT=8000 \
+    OSRS_METRICS_HOST=0.0.0.0
 WORKDIR /tmp
 USER 10001:10001
-# 8000: the API; 8001: the hiscores simulator (`sim`).
-EXPOSE 8000 8001
-# The API answers /health/live; the workers serve no port, so the check passes for them: a
-# worker that loses NATS reconnects by itself, and one that fails exits (the restart policy
-# acts). Kubernetes ignores HEALTHCHECK and uses the probes in deploy/k8s instead.
+# 8000: the API (its /metrics too); 8001: the hiscores simulator (`sim`); 9101, 9102, 9103: the
+# metrics server of the fetcher, the projector and the scheduler (/metrics, /live, /ready).
+EXPOSE 8000 8001 9101 9102 9103
+# Liveness of whichever service the container runs: the API's /health/live, a worker's /live on
+# its metrics port (deploy/docker/healthcheck.py). Kubernetes ignores HEALTHCHECK and uses the
+# probes in deploy/k8s instead.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/usr/local/lib/osrs-healthcheck.py"]
 ENTRYPOINT ["osrs-entrypoint"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.settings import Settings, SettingsError
+from shared.settings import DEFAULT_METRICS_PORTS, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -24,6 +25,7 @@ OVERLAYS = ("dev", "prod")
 # newest one the schema package knows.
 KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 SERVICES = ("api", "fetcher", "projector", "scheduler")
+WORKERS = tuple(DEFAULT_METRICS_PORTS)
 SETTINGS_SOURCE = (ROOT / "shared" / "settings.py").read_text()
 SETTING_NAMES = set(re.findall(r'"((?:OSRS|API|NATS|DATABASE)_[A-Z0-9_]+)"', SETTINGS_SOURCE))
 
@@ -107,6 +109,81 @@ def test_final_stage_holds_the_venv_only_and_runs_unprivileged(stages):
     assert final["HEALTHCHECK"][-1].value[0] == "CMD"
     assert final["ENTRYPOINT"][-1].value == ("osrs-entrypoint",)
     assert final["CMD"][-1].value == ("api",)
+
+
+def test_image_serves_the_workers_metrics_to_the_network_and_checks_the_running_service(stages):
+    final = stages[1]
+    env = {}
+    for command in (c for c in final if c.cmd == "ENV"):
+        env.update(zip(command.value[::2], command.value[1::2], strict=True))
+    assert env["OSRS_METRICS_HOST"] == "0.0.0.0" and env["API_HOST"] == "0.0.0.0"
+    exposed = {int(port) for c in final if c.cmd == "EXPOSE" for port in c.value}
+    assert {int(env["API_PORT"]), *DEFAULT_METRICS_PORTS.values()} <= exposed
+    (check,) = (c for c in final if c.cmd == "HEALTHCHECK")
+    copied = {c.value[-1]: c.value[0] for c in final if c.cmd == "COPY"}
+    assert copied[check.value[-1]] == "deploy/docker/healthcheck.py"
+
+
+def _probe(monkeypatch, tmp_path, cmdline: list[str], env: dict[str, str]) -> str | None:
+    """Run the image's health check as PID 1 would have `cmdline`; the URL it asks, if any."""
+    proc = tmp_path / "cmdline"
+    proc.write_bytes(b"\0".join(arg.encode() for arg in cmdline) + b"\0")
+    real_open = open
+    asked = []
+
+    class Answer:
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(url, timeout):
+        asked.append(url)
+        return Answer()
+
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda f, *a, **k: real_open(proc if f == "/proc/1/cmdline" else f, *a, **k),
+    )
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    for name in ("API_PORT", "OSRS_METRICS_HOST", "OSRS_METRICS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(DEPLOY / "docker" / "healthcheck.py"))
+    assert stopped.value.code == 0
+    return asked[0] if asked else None
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "env", "url"),
+    [
+        (
+            ["python", "-m", "services.api"],
+            {"API_PORT": "8000"},
+            "http://127.0.0.1:8000/health/live",
+        ),
+        (["/opt/venv/bin/osrs-api"], {"API_PORT": "8080"}, "http://127.0.0.1:8080/health/live"),
+        (["python", "-m", "services.fetcher"], {}, "http://127.0.0.1:9101/live"),
+        (["python", "-m", "services.projector"], {}, "http://127.0.0.1:9102/live"),
+        (["python", "-m", "services.scheduler"], {}, "http://127.0.0.1:9103/live"),
+        (
+            ["python", "-m", "services.fetcher"],
+            {"OSRS_METRICS_HOST": "0.0.0.0", "OSRS_METRICS_PORT": "9200"},
+            "http://127.0.0.1:9200/live",
+        ),
+        (["python", "-m", "services.fetcher"], {"OSRS_METRICS_PORT": "0"}, None),
+        (["/opt/venv/bin/osrs-diff", "migrate"], {}, None),
+    ],
+)
+def test_health_check_asks_the_running_service_whether_it_lives(
+    monkeypatch, tmp_path, cmdline, env, url
+):
+    assert _probe(monkeypatch, tmp_path, cmdline, env) == url
 
 
 def test_build_context_keeps_what_the_image_copies_and_drops_the_rest(stages):
@@ -220,6 +297,28 @@ def test_compose_brokers_are_pinned_and_checked(compose_models):
     assert {v["target"] for v in postgres["volumes"]} == {"/var/lib/postgresql/data"}
 
 
+def _seconds(duration: str) -> float:
+    """A compose duration such as `30s` or `1m30s`."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_compose_checks_that_each_service_lives_and_gives_it_time_to_stop(compose_models):
+    services = compose_models["default"]
+    env = _env_file(ROOT / ".env.example")
+    grace = Settings.from_env(env).shutdown_grace_s
+    for service in SERVICES:
+        check = services[service]["healthcheck"]
+        assert not check.get("disable"), service
+        assert check["test"] == ["CMD", "python", "/usr/local/lib/osrs-healthcheck.py"], service
+        assert _seconds(services[service]["stop_grace_period"]) >= grace + 10, service
+    # The image's OSRS_METRICS_HOST=0.0.0.0 is what the check and a scraper reach.
+    assert env.get("OSRS_METRICS_HOST", "0.0.0.0") == "0.0.0.0"
+    assert services["migrate"]["healthcheck"] == {"disable": True}
+
+
 def test_compose_refuses_to_start_without_a_dot_env(compose_dir, tmp_path):
     shutil.copytree(compose_dir / "deploy", tmp_path / "deploy")
     done = _compose(tmp_path, "config", "-q")
@@ -306,10 +405,9 @@ def test_api_is_probed_served_and_scaled(built, overlay):
     assert api["args"] == ["api"]
     assert api["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert api["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-    for worker in ("fetcher", "projector", "scheduler"):
+    for worker in WORKERS:
         container = deployments[f"osrs-{worker}"]["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == [worker]
-        assert not {"livenessProbe", "readinessProbe"} & set(container)  # see the comment there
     service = _kinds(docs, "Service")["osrs-api"]["spec"]
     assert service["selector"] == deployments["osrs-api"]["spec"]["selector"]["matchLabels"]
     assert service["ports"][0]["targetPort"] == api["ports"][0]["name"]
@@ -324,6 +422,63 @@ def test_api_is_probed_served_and_scaled(built, overlay):
         assert budgets[name]["spec"]["selector"] == deployment["spec"]["selector"]
     job = _kinds(docs, "Job")["osrs-migrate"]["spec"]["template"]["spec"]["containers"][0]
     assert job["args"] == ["osrs-diff", "migrate"]
+
+
+def _config(docs) -> dict[str, str]:
+    (config,) = _kinds(docs, "ConfigMap").values()
+    return config["data"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("worker", WORKERS)
+def test_worker_is_probed_on_its_metrics_port(built, overlay, worker):
+    docs = built[overlay][1]
+    config = _config(docs)
+    assert config["OSRS_METRICS_HOST"] == "0.0.0.0"  # the kubelet probes the pod's address
+    port = Settings.from_env(config).metrics_port_for(worker)
+    pod = _kinds(docs, "Deployment")[f"osrs-{worker}"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {"name": "metrics", "containerPort": port} in container["ports"]
+    for probe, path in (
+        ("startupProbe", "/live"),
+        ("livenessProbe", "/live"),
+        ("readinessProbe", "/ready"),
+    ):
+        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}, probe
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_pod_invites_a_prometheus_scrape_of_its_metrics(built, overlay):
+    docs = built[overlay][1]
+    settings = Settings.from_env(_config(docs))
+    deployments = _kinds(docs, "Deployment")
+    for service in SERVICES:
+        template = deployments[f"osrs-{service}"]["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        port = settings.api_port if service == "api" else settings.metrics_port_for(service)
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }, service
+        ports = {p["containerPort"] for c in template["spec"]["containers"] for p in c["ports"]}
+        assert port in ports, service
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_pod_is_given_its_shutdown_grace_and_ten_seconds_more(built, overlay):
+    docs = built[overlay][1]
+    config = _config(docs)
+    assert "OSRS_SHUTDOWN_GRACE_S" in config
+    grace = Settings.from_env(config).shutdown_grace_s
+    for service in SERVICES:
+        pod = _kinds(docs, "Deployment")[f"osrs-{service}"]["spec"]["template"]["spec"]
+        # A preStop hook runs before SIGTERM, inside the same period.
+        hooks = [c.get("lifecycle", {}).get("preStop", {}) for c in pod["containers"]]
+        sleeps = [float(h["exec"]["command"][1]) for h in hooks if "exec" in h]
+        assert all(h["exec"]["command"][0] == "sleep" for h in hooks if "exec" in h)
+        needed = max(sleeps, default=0) + grace + 10
+        assert pod["terminationGracePeriodSeconds"] >= needed, service
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
