@@ -58,3 +58,10 @@ clean: ## remove .data (embedded NATS and Postgres data)
 .PHONY: deploy-check
 deploy-check: $(STAMP) ## check the Dockerfile, deploy/compose.yaml and the Kubernetes overlays offline
 	$(PY) -m pytest tests/test_deploy.py -q
+
+.PHONY: bench bench-full
+bench: $(STAMP) ## the benchmarks, quick sizes (< 5 min): bench/results.json, BENCHMARKS.md
+	$(PY) bench/run.py
+
+bench-full: $(STAMP) ## the benchmarks at full sizes (200k events)
+	$(PY) bench/run.py --full
