@@ -176,5 +176,6 @@ def fetch_dedup(idle_share: float = 0.7, players: int = 1000, rounds: int = 24) 
     return {
         "observations_per_fetch_70pct_idle": stored / fetches,
         "fetch_dedup_idle_share": n_idle / len(chosen),
+        "fetch_dedup_active_share": 1 - n_idle / len(chosen),
         "fetch_dedup_fetches": fetches,
     }
