@@ -4,6 +4,7 @@ with a stable key. A name never seen before is not an error: it becomes a new me
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from importlib import resources
 
@@ -24,6 +25,7 @@ class Metric(msgspec.Struct, frozen=True):
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)  # every event names the same hundred-odd entries
 def metric_key(name: str) -> str:
     """`Kree'Arra` -> `kreearra`, `Clue Scrolls (all)` -> `clue_scrolls_all`,
     `LMS - Rank` -> `lms_rank`."""
