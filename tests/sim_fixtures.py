@@ -1,13 +1,18 @@
 """Fixtures of the simulator tests: a population, a clock the test moves, the ASGI app on that
-clock, and an httpx client talking to it in-process (no network)."""
+clock, and an httpx client talking to it in-process (no network); and the simulator as a process
+of its own, for the tests of other services."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
+from services.local import free_port, wait_for_port
 from sim.app import SimApp, create_app
 from sim.population import DEFAULT_EPOCH, Population
 
@@ -42,3 +47,20 @@ async def sim(app: SimApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
         yield client
+
+
+@contextlib.contextmanager
+def simulator_process(*args: str) -> Iterator[str]:
+    """`osrs-diff sim ARGS` on a free port until the block ends; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "sim", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, 20, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -51,38 +51,16 @@ def test_sim_refuses_a_bad_fault_with_a_clear_error():
     assert "teapot" in result.stderr
 
 
-def test_sim_serves_a_new_boss_given_on_the_command_line(tmp_path):
+def test_sim_serves_a_new_boss_given_on_the_command_line():
     import httpx
 
-    from services.local import free_port, wait_for_port
+    from tests.sim_fixtures import simulator_process
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "sim",
-            "--players",
-            "5",
-            "--port",
-            str(port),
-            "--new-boss",
-            "Brand New Boss@Zulrah",
-            "--fault-prefix",
-            "Down=503",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, 20, proc)
-        base = f"http://127.0.0.1:{port}/m=hiscore_oldschool"
+    args = ("--players", "5", "--new-boss", "Brand New Boss@Zulrah", "--fault-prefix", "Down=503")
+    with simulator_process(*args) as url:
+        base = f"{url}/m=hiscore_oldschool"
         payload = httpx.get(f"{base}/index_lite.json", params={"player": "Sim 1"}).json()
         assert payload["activities"][-1]["name"] == "Brand New Boss"
         csv = httpx.get(f"{base}/index_lite.ws", params={"player": "Sim 1"}).text
         assert len(csv.splitlines()) == 25 + 92
         assert httpx.get(f"{base}/index_lite.json", params={"player": "Down 1"}).status_code == 503
-    finally:
-        proc.terminate()
-        proc.wait(10)

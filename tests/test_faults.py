@@ -5,8 +5,6 @@ keeps every player updating with the new boss tracked."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import httpx
 import psycopg
@@ -15,12 +13,12 @@ import pytest
 import services.fetcher.worker as fetcher_worker
 from services.fetcher.app import create_app as create_fetcher
 from services.fetcher.resilience import CircuitBreaker, RetryPolicy
-from services.local import free_port, wait_for_port
 from services.projector.app import create_app as create_projector
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchCompleted, FetchRequested, PlayerTracked, decode
 from shared.settings import Settings
+from tests.sim_fixtures import simulator_process
 
 pytestmark = pytest.mark.e2e
 
@@ -43,29 +41,8 @@ MORE_FAULTS = {"sim_1": ("reset", "unavailable"), "sim_2": ("html200", "unavaila
 
 @pytest.fixture
 def simulator():
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "sim",
-            "--players",
-            "9",
-            "--port",
-            str(port),
-            "--tick",
-            "3600",
-            "--slow",
-            "3",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port, 20, proc)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with simulator_process("--players", "9", "--tick", "3600", "--slow", "3") as url:
+        yield url
 
 
 def put_faults(sim: str, faults: dict) -> None:

@@ -18,10 +18,11 @@ import psycopg
 import pytest
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
-from services.local import free_port, wait_for_port
+from services.local import free_port
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchRequested, PlayerTracked
+from tests.sim_fixtures import simulator_process
 from tests.test_progress import observed, tracked
 from tests.test_rebuild import publish
 
@@ -105,29 +106,8 @@ def _type_lines(text: str) -> set[str]:
 @pytest.fixture
 def simulator(tmp_path):
     """The hiscores simulator; names starting `Sim 2` answer 4 s late."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "sim",
-            "--players",
-            "30",
-            "--port",
-            str(port),
-            "--fault-prefix",
-            "Sim 2=slow",
-            "--slow",
-            "4",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port, 20, proc)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with simulator_process("--players", "30", "--fault-prefix", "Sim 2=slow", "--slow", "4") as url:
+        yield url
 
 
 async def _fetch(js, name: str) -> None:
