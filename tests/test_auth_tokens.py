@@ -250,8 +250,9 @@ async def test_missing_or_garbled_credentials_are_401_with_a_json_detail(client,
 @pytest.mark.parametrize(
     ("changes", "detail"),
     [
-        ({"exp": int(time.time()) - 60}, "the token has expired"),
-        ({"nbf": int(time.time()) + 60}, "the token is not valid yet"),
+        # Times relative to the test's run, not to collection: a long run would let them pass.
+        ({"exp": lambda now: now - 60}, "the token has expired"),
+        ({"nbf": lambda now: now + 60}, "the token is not valid yet"),
         ({"aud": "another-api"}, "invalid token"),
         ({"iss": "someone-else"}, "invalid token"),
         ({"jti": None}, "invalid token"),
@@ -277,6 +278,8 @@ async def test_missing_or_garbled_credentials_are_401_with_a_json_detail(client,
 async def test_a_well_signed_token_with_bad_claims_is_refused(
     client, settings, database_url, changes, detail
 ):
+    now = int(time.time())
+    changes = {k: v(now) if callable(v) else v for k, v in changes.items()}
     sub = changes.pop("sub", user_id(database_url))
     token = jwt.encode(claims(sub, **changes), settings.jwt_secret, algorithm="HS256")
     response = await client.get("/v1/auth/me", headers=bearer(token))

@@ -74,6 +74,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     tokens = AccessTokens.from_settings(settings)  # refuses to build without a signing key
     pool = db.pool(settings.database_url, min_size=2, max_size=10, name="osrs-api")
+    # Autocommit: a plain read is one round trip, not BEGIN, the query and COMMIT. Every API
+    # write of more than one statement runs in `conn.transaction()`, which still makes it one
+    # transaction; under READ COMMITTED the reads gain nothing from an implicit one.
+    pool.kwargs["autocommit"] = True
     login_throttle = LoginThrottle.from_settings(settings)
 
     @asynccontextmanager

@@ -30,7 +30,8 @@ def security_headers(settings: Settings) -> BeforeMessageSendHookHandler:
     if settings.hsts:
         always["Strict-Transport-Security"] = HSTS
 
-    def add_security_headers(message: Message, scope: Scope) -> None:
+    # A coroutine: Litestar runs a plain function hook in a worker thread, for every message.
+    async def add_security_headers(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
         message.setdefault("headers", [])

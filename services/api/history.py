@@ -76,13 +76,11 @@ class HistoryController(Controller):
         start_at, end_at = _window(period, from_, to)
         key = key_of(name)
         async with state.pool.connection() as conn:
-            player_id = await player_id_of(conn, key, name)
-            start = await observation_of(conn, queries.OBSERVATION_AT, (player_id, start_at))
-            if start is None:
-                start = await observation_of(
-                    conn, queries.FIRST_OBSERVATION_IN, (player_id, start_at, end_at)
-                )
-            end = await observation_of(conn, queries.OBSERVATION_AT, (player_id, end_at))
+            params = {"key": key, "start": start_at, "end": end_at}
+            row = await (await conn.execute(queries.GAINS_ENDS, params)).fetchone()
+            if row is None:
+                raise NotFoundException(f"player {name!r} is not tracked")
+            start, end = _observation(*row[1:4]), _observation(*row[4:7])
             needed = set(start.entries if start else ()) | set(end.entries if end else ())
             metrics = await state.metrics.get(conn, needed)
         return compute_gains(key, start_at, end_at, metrics, start, end)
@@ -203,9 +201,12 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _observation(observed_at, total_level, data) -> Observation | None:
+    if observed_at is None:
+        return None
+    return Observation(observed_at, total_level, {m: (r, v) for m, r, v in unpack(data)})
+
+
 async def observation_of(conn, query: str, params: tuple) -> Observation | None:
     row = await (await conn.execute(query, params)).fetchone()
-    if row is None:
-        return None
-    observed_at, total_level, data = row
-    return Observation(observed_at, total_level, {m: (r, v) for m, r, v in unpack(data)})
+    return None if row is None else _observation(*row)

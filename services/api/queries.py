@@ -83,16 +83,29 @@ ON CONFLICT DO NOTHING
 
 PLAYER_ID = "SELECT id FROM players WHERE key = %s"
 
-OBSERVATION_AT = """
-SELECT observed_at, total_level, data FROM observations
-WHERE player_id = %s AND observed_at <= %s
-ORDER BY observed_at DESC LIMIT 1
-"""
-
-FIRST_OBSERVATION_IN = """
-SELECT observed_at, total_level, data FROM observations
-WHERE player_id = %s AND observed_at > %s AND observed_at <= %s
-ORDER BY observed_at LIMIT 1
+# The two ends of a gains window in one round trip: the player's id (no row: not a player), the
+# start (the last observation at or before `start`, else the first inside the window) and the end
+# (the last at or before `end`).
+GAINS_ENDS = """
+SELECT p.id, s.observed_at, s.total_level, s.data, e.observed_at, e.total_level, e.data
+FROM players p
+LEFT JOIN LATERAL (
+    SELECT observed_at, total_level, data FROM (
+        (SELECT 0 AS pick, observed_at, total_level, data FROM observations
+         WHERE player_id = p.id AND observed_at <= %(start)s
+         ORDER BY observed_at DESC LIMIT 1)
+        UNION ALL
+        (SELECT 1, observed_at, total_level, data FROM observations
+         WHERE player_id = p.id AND observed_at > %(start)s AND observed_at <= %(end)s
+         ORDER BY observed_at LIMIT 1)
+    ) AS ends ORDER BY pick LIMIT 1
+) AS s ON true
+LEFT JOIN LATERAL (
+    SELECT observed_at, total_level, data FROM observations
+    WHERE player_id = p.id AND observed_at <= %(end)s
+    ORDER BY observed_at DESC LIMIT 1
+) AS e ON true
+WHERE p.key = %(key)s
 """
 
 OBSERVATIONS_BETWEEN = """

@@ -46,6 +46,7 @@ CLAIMS = ["iss", "aud", "sub", "exp", "iat", "nbf", "jti", "role"]
 API_KEY_PREFIX = "osrs_"
 API_KEY_HEADER = "X-API-Key"
 ROLES = ("user", "admin")  # least privileged first
+VERIFIED_CACHE = 4096  # access tokens remembered as verified, per process
 _MAX_CREDENTIAL = 4096  # far above any token or key this API issues
 
 
@@ -119,6 +120,9 @@ class AccessTokens:
         self.issuer = issuer
         self.audience = audience
         self.ttl_s = ttl_s
+        # token -> (what it verified as, its exp): a client sends the same token with every
+        # request, and its signature and claims cannot change; only expiry is checked again.
+        self._verified: dict[str, tuple[VerifiedToken, int | float]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessTokens:
@@ -159,6 +163,20 @@ class AccessTokens:
 
     def verify(self, token: str) -> VerifiedToken:
         """Raises InvalidToken."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            verified, exp = cached
+            if exp > time.time() - LEEWAY_S:  # PyJWT's rule: expired once exp <= now - leeway
+                return verified
+            del self._verified[token]
+            raise InvalidToken("the token has expired")
+        verified, exp = self._decode(token)
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.clear()
+        self._verified[token] = (verified, exp)
+        return verified
+
+    def _decode(self, token: str) -> tuple[VerifiedToken, int | float]:
         try:
             decoded = jwt.decode(
                 token,
@@ -176,12 +194,13 @@ class AccessTokens:
             raise InvalidToken("the token is not valid yet") from None
         except (jwt.InvalidTokenError, msgspec.ValidationError, ValueError, TypeError):
             raise InvalidToken("invalid token") from None
-        return VerifiedToken(
+        verified = VerifiedToken(
             user_id=int(claims.sub),
             role=claims.role,
             jti=claims.jti,
             expires_at=datetime.fromtimestamp(claims.exp, UTC),
         )
+        return verified, claims.exp
 
 
 def _key_pair(settings: Settings) -> tuple[str, Any, Any]:
