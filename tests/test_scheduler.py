@@ -7,7 +7,16 @@ import pytest
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError
 
-from services.scheduler.app import Lease, Scheduler, create_app, follow
+from services.fetcher.worker import consumer_config
+from services.scheduler.app import (
+    MIN_QUEUED,
+    QUEUE_S,
+    Lease,
+    Pacer,
+    Scheduler,
+    create_app,
+    follow,
+)
 from services.scheduler.slots import slot_at
 from shared import nats as natsx
 from shared import subjects
@@ -162,3 +171,51 @@ async def test_an_unranked_player_is_checked_once_a_day(js):
     for hour in range(24):
         published += await s.publish_due(now + hour * 3600)
     assert published == 1
+
+
+async def drain(js, count: int) -> None:
+    """Take and ack `count` commands, as fetchers would."""
+    sub = await js.pull_subscribe(
+        "osrs.cmd.fetch.*",
+        durable=subjects.FETCHER_CONSUMER,
+        stream=subjects.CMD_STREAM,
+        config=consumer_config(),
+    )
+    for msg in await sub.fetch(count, timeout=2):
+        await msg.ack()
+    await sub.unsubscribe()
+
+
+async def test_owed_slots_wait_on_the_heap_while_the_command_queue_is_full(js):
+    players = MIN_QUEUED + 30
+    for i in range(players):
+        await track(js, f"owed_{i}", 3600)
+    s = await scheduler(js, "paced")
+    now = datetime.now(UTC).timestamp()
+    assert await s.lease.keep(now)
+    assert await s.publish_due(now) == MIN_QUEUED  # nothing drains: the queue stops there
+    assert await s.publish_due(now) == 0
+    await drain(js, 10)
+    rest = 0
+    async with asyncio.timeout(5):
+        while s.published < players:
+            rest += await s.publish_due(now)
+            await drain(js, MIN_QUEUED)
+    assert rest == players - MIN_QUEUED  # each owed slot once, as room was made
+
+
+def test_the_pacer_keeps_about_queue_s_of_the_fetchers_rate_queued():
+    t = [0.0]
+    pacer = Pacer(clock=lambda: t[0])
+    depth, rate, tick_s = 0, 1000, 0.05
+    starved = []
+    for _ in range(60):
+        room = pacer.room(depth)
+        pacer.published(depth, room)
+        depth += room
+        t[0] += tick_s
+        starved.append(depth < rate * tick_s)
+        depth -= min(depth, rate * tick_s)
+    assert not any(starved[-40:])  # the fetchers never wait once the rate is measured
+    assert pacer.rate == pytest.approx(rate, rel=0.05)
+    assert depth <= rate * QUEUE_S  # a refresh waits behind at most QUEUE_S of work

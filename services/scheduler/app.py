@@ -13,7 +13,7 @@ from faststream import FastStream
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import Counter, Gauge
 
@@ -30,10 +30,21 @@ LEASE_RENEW_S = 3.0
 MAX_SLEEP_S = 1.0
 RETRY_S = 2.0
 PUBLISH_CONCURRENCY = 64
+# OSRS_CMD is one FIFO work queue, manual refreshes included: the scheduler keeps waiting in
+# it (not yet taken by a fetcher) only about QUEUE_S of what the fetchers take per second, at
+# least MIN_QUEUED, and owed slots wait on its heap instead; so a refresh waits behind that
+# much at most (bench/stack.md), and slots that fall behind collapse instead of piling up.
+QUEUE_S = 0.1
+MIN_QUEUED = 10
+PACED_SLEEP_S = 0.05  # between two ticks while owed slots wait for room in the queue
+RATE_SMOOTHING = 0.3
+LOG_EVERY_S = 5.0
 
 SCHEDULED = Counter("osrs_fetches_scheduled_total", "Scheduled FetchRequested commands published")
 LEADER = Gauge("osrs_scheduler_leader", "1 while this scheduler holds the lease, else 0")
 PLAYERS = Gauge("osrs_scheduler_players", "Players on the schedule (tracked)")
+QUEUED = Gauge("osrs_scheduler_cmd_queued", "Commands in OSRS_CMD no fetcher has taken yet")
+FETCHERS_RATE = Gauge("osrs_scheduler_fetch_rate", "Commands the fetchers take per second")
 
 
 class Lease:
@@ -107,6 +118,31 @@ async def follow(
     await caught_up.wait()
 
 
+class Pacer:
+    """How many more commands OSRS_CMD may take now: enough for QUEUE_S of the fetchers'
+    throughput, measured from how fast the waiting commands drain between two ticks.
+
+    A fetcher starved between two ticks drains all it was given, which raises the measured
+    rate and so the room; a queue that does not drain (no fetcher) stops at MIN_QUEUED."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self.rate = 0.0  # commands per second, smoothed
+        self._last: tuple[float, int] | None = None  # (when, depth expected had none drained)
+
+    def room(self, depth: int) -> int:
+        now = self.clock()
+        if self._last is not None and now > self._last[0]:
+            when, expected = self._last
+            taken = max(0, expected - depth) / (now - when)
+            self.rate += RATE_SMOOTHING * (taken - self.rate)
+        FETCHERS_RATE.set(self.rate)
+        return max(0, max(MIN_QUEUED, round(self.rate * QUEUE_S)) - depth)
+
+    def published(self, depth: int, count: int) -> None:
+        self._last = (self.clock(), depth + count)
+
+
 class Scheduler:
     def __init__(self, js: JetStreamContext, lease: Lease, clock=time.time) -> None:
         self.js = js
@@ -116,6 +152,9 @@ class Scheduler:
         self.last_fetched: dict[str, float] = {}
         self.unranked: set[str] = set()  # not found several times in a row: checked daily
         self.published = 0  # commands this instance published
+        self.pacer = Pacer()
+        self._unlogged = 0  # published since the last log line
+        self._logged_at = 0.0
         self.stopping = False  # the tick in hand finishes, no other starts
 
     def on_player_event(self, msg: Msg) -> None:
@@ -142,13 +181,17 @@ class Scheduler:
                     await self.publish_due(now)
                     next_due = self.schedule.next_due_in(self.clock())
                     sleep = MAX_SLEEP_S if next_due is None else min(next_due, MAX_SLEEP_S)
+                    sleep = max(sleep, PACED_SLEEP_S)  # while owed slots wait for room
             except Exception:  # NATS away: the lease lapses and failed slots were put back
                 log.exception("schedule_tick_failed")
             await asyncio.sleep(sleep)
 
     async def publish_due(self, now: float) -> int:
+        """Publish the slots due at `now`, as many as the queue has room for."""
+        depth = await self._waiting()
+        QUEUED.set(depth)
         commands: list[tuple[Due, FetchRequested]] = []
-        for due in self.schedule.pop_due(now):
+        for due in self.schedule.pop_due(now, self.pacer.room(depth)):
             player = due.player
             slot_start = due_time(player.key, player.interval_s, due.slot)
             if self.last_fetched.get(player.key, float("-inf")) >= slot_start:
@@ -178,17 +221,36 @@ class Scheduler:
                 if isinstance(result, Exception):
                     failed += 1
                     self.schedule.retry(due, now + RETRY_S)
-        self.published += len(commands) - failed
-        SCHEDULED.inc(len(commands) - failed)
-        if commands:
-            log.info("published_due count=%d failed=%d", len(commands) - failed, failed)
-        return len(commands) - failed
+        sent = len(commands) - failed
+        self.pacer.published(depth, sent)
+        self.published += sent
+        SCHEDULED.inc(sent)
+        self._unlogged += sent
+        if failed or (self._unlogged and time.monotonic() - self._logged_at >= LOG_EVERY_S):
+            log.info(
+                "published_due count=%d failed=%d queued=%d fetch_rate=%.0f/s",
+                self._unlogged,
+                failed,
+                depth,
+                self.pacer.rate,
+            )
+            self._unlogged, self._logged_at = 0, time.monotonic()
+        return sent
 
     def _detect_due(self, player, slot: int) -> bool:
         """Detection runs daily, and on every fetch until one has completed since tracking (the
         first one may have failed, or still be on its way)."""
         fetched_since = self.last_fetched.get(player.key, float("-inf")) >= player.since
         return daily_slot(slot, player.interval_s) or not fetched_since
+
+    async def _waiting(self) -> int:
+        """Commands no fetcher has taken yet (those being fetched do not count: any number of
+        fetchers keeps working); every command in the stream while no fetcher ever ran."""
+        try:
+            info = await self.js.consumer_info(subjects.CMD_STREAM, subjects.FETCHER_CONSUMER)
+        except NotFoundError:
+            return (await self.js.stream_info(subjects.CMD_STREAM)).state.messages
+        return info.num_pending
 
     async def sample(self) -> None:
         PLAYERS.set(len(self.schedule.players))

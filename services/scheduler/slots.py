@@ -142,10 +142,11 @@ class Schedule:
         due = due_time(player.key, player.interval_s, slot)
         heapq.heappush(self._heap, (due, player.key, player.generation, slot))
 
-    def pop_due(self, now: float) -> list[Due]:
-        """Every slot due at or before `now`; each player's next slot goes back on the heap."""
+    def pop_due(self, now: float, limit: int | None = None) -> list[Due]:
+        """The slots due at or before `now`, oldest first, at most `limit` of them; each
+        player's next slot goes back on the heap, the slots left over stay due."""
         due: list[Due] = []
-        while self._heap and self._heap[0][0] <= now:
+        while self._heap and self._heap[0][0] <= now and (limit is None or len(due) < limit):
             _, key, generation, slot = heapq.heappop(self._heap)
             player = self.players.get(key)
             if player is None or player.generation != generation:
