@@ -56,14 +56,14 @@ class FetchRequested(Message, frozen=True, kw_only=True):
     detect_mode: bool = False  # ask the boards first and publish PlayerUpdated{mode} on a change
 
 
-class SkillEntry(msgspec.Struct, frozen=True):
+class SkillEntry(msgspec.Struct, frozen=True, gc=False):  # no cycles: str and int only
     name: str
     rank: int
     level: int
     xp: int
 
 
-class ActivityEntry(msgspec.Struct, frozen=True):
+class ActivityEntry(msgspec.Struct, frozen=True, gc=False):
     name: str
     rank: int
     score: int

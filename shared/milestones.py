@@ -52,19 +52,39 @@ def reached(
     """Every milestone met by one observation: `skills` maps skill keys to xp and `activities`
     activity keys to scores (-1, or absent, when unranked); `total_level` is Overall's level,
     which xp cannot give."""
+    return _account(skills, total_level) | _per_metric(skills, activities)
+
+
+def crossed(
+    skills: Mapping[str, int],
+    activities: Mapping[str, int],
+    total_level: int | None,
+    before: tuple[Mapping[str, int], Mapping[str, int], int | None],
+) -> set[Milestone]:
+    """`reached(now) - reached(before)`, looking only at what changed: usually a few metrics
+    of the hundred-odd, so this is several times cheaper than the two full sets."""
+    skills_before, activities_before, total_before = before
+    changed_skills = {k: v for k, v in skills.items() if skills_before.get(k, -1) != v}
+    changed_activities = {k: v for k, v in activities.items() if activities_before.get(k, -1) != v}
+    found = _per_metric(changed_skills, changed_activities) - _per_metric(
+        {k: skills_before.get(k, -1) for k in changed_skills},
+        {k: activities_before.get(k, -1) for k in changed_activities},
+    )
+    gone = any(k not in skills for k in skills_before)  # a skill now unranked lowers the base
+    if changed_skills or gone or total_level != total_before:
+        found |= _account(skills, total_level) - _account(skills_before, total_before)
+    return found
+
+
+def _account(skills: Mapping[str, int], total_level: int | None) -> set[Milestone]:
+    """The milestones of the whole account: base level, total level, overall xp."""
     found: set[Milestone] = set()
-    levels = [xp.level(skills.get(skill, -1)) for skill in LEVELLED_SKILLS]
-    base = min(levels)
+    base = min(xp.level(skills.get(skill, -1)) for skill in LEVELLED_SKILLS)
     found.update(
         Milestone(f"base_level.{lvl}", "base_level", None, lvl)
         for lvl in BASE_LEVELS
         if base >= lvl
     )
-    for skill, level in zip(LEVELLED_SKILLS, levels, strict=True):
-        if level >= xp.MAX_LEVEL:
-            found.add(Milestone(f"level_99.{skill}", "level_99", skill, xp.MAX_LEVEL))
-        if skills.get(skill, -1) >= xp.MAX_SKILL_XP:
-            found.add(Milestone(f"xp_200m.{skill}", "xp_200m", skill, xp.MAX_SKILL_XP))
     total = total_level or 0
     found.update(
         Milestone(f"total_level.{t}", "total_level", None, t) for t in TOTAL_LEVELS if total >= t
@@ -73,6 +93,19 @@ def reached(
     found.update(
         Milestone(f"overall_xp.{t}", "overall_xp", "overall", t) for t in OVERALL_XP if overall >= t
     )
+    return found
+
+
+def _per_metric(skills: Mapping[str, int], activities: Mapping[str, int]) -> set[Milestone]:
+    """The milestones of single skills and activities, for the metrics given."""
+    found: set[Milestone] = set()
+    for skill, amount in skills.items():
+        if skill not in _LEVELLED:
+            continue
+        if xp.level(amount) >= xp.MAX_LEVEL:
+            found.add(Milestone(f"level_99.{skill}", "level_99", skill, xp.MAX_LEVEL))
+        if amount >= xp.MAX_SKILL_XP:
+            found.add(Milestone(f"xp_200m.{skill}", "xp_200m", skill, xp.MAX_SKILL_XP))
     for metric, score in activities.items():
         if metric in CLUE_METRICS:
             kind, steps = "clues", CLUES
@@ -84,3 +117,6 @@ def reached(
             Milestone(f"{kind}.{metric}.{t}", kind, metric, t) for t in steps if score >= t
         )
     return found
+
+
+_LEVELLED = frozenset(LEVELLED_SKILLS)

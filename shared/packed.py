@@ -16,12 +16,16 @@ class PackedError(ValueError):
 def pack(entries: Iterable[tuple[int, int, int]]) -> bytes:
     """(metric id, rank, value) triples -> bytes; ranks and values are -1 or more."""
     out = bytearray()
+    append = out.append
     previous = 0
     for metric_id, rank, value in sorted(entries):
         if metric_id <= previous or rank < -1 or value < -1:  # ids start at 1, each once
             raise PackedError(f"cannot pack metric {metric_id}: rank {rank}, value {value}")
         for number in (metric_id - previous, rank + 1, value + 1):
-            _varint(out, number)
+            while number >= 0x80:  # the varint, inline: this runs for every entry stored
+                append((number & 0x7F) | 0x80)
+                number >>= 7
+            append(number)
         previous = metric_id
     return bytes(out)
 
@@ -37,13 +41,6 @@ def unpack(data: bytes) -> Iterator[tuple[int, int, int]]:
             raise PackedError("a packed observation ends inside an entry") from None
         metric_id += step
         yield metric_id, rank, value
-
-
-def _varint(out: bytearray, number: int) -> None:
-    while number >= 0x80:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
 
 
 def _varints(data: bytes) -> Iterator[int]:

@@ -1,8 +1,11 @@
 """The milestone set shared by achievements and progress events."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from shared import xp
 from shared.metrics import LEVELLED_SKILLS
-from shared.milestones import MAX_OVERALL_XP, MAX_TOTAL_LEVEL, reached
+from shared.milestones import MAX_OVERALL_XP, MAX_TOTAL_LEVEL, crossed, reached
 
 
 def keys(skills=None, activities=None, total_level=None) -> set[str]:
@@ -52,3 +55,27 @@ def test_boss_kills_and_clues_but_not_minigame_points():
         "clues.clue_scrolls_all.100",
         "boss_kc.brand_new_boss.50",
     }
+
+
+# Values near the thresholds, so that a step often crosses one.
+AMOUNTS = st.sampled_from(
+    [-1, 0, 50, 99, 100, 499, 500, 1000, 5000, xp.XP_FOR_LEVEL[60], xp.XP_FOR_LEVEL[99] - 1]
+    + [xp.XP_FOR_LEVEL[99], xp.MAX_SKILL_XP, 1_000_000_000, MAX_OVERALL_XP]
+)
+SKILL_KEYS = st.sampled_from([*LEVELLED_SKILLS, "overall"])
+ACTIVITY_KEYS = st.sampled_from(["zulrah", "vorkath", "clue_scrolls_all", "lms_rank", "new_boss"])
+ACCOUNTS = st.tuples(
+    st.dictionaries(SKILL_KEYS, AMOUNTS),
+    st.dictionaries(ACTIVITY_KEYS, AMOUNTS),
+    st.one_of(st.none(), st.sampled_from([0, 500, 1500, 2200, MAX_TOTAL_LEVEL])),
+)
+
+
+@given(before=ACCOUNTS, now=ACCOUNTS, base=st.sampled_from([None, -1, xp.XP_FOR_LEVEL[99]]))
+def test_crossed_is_the_difference_of_the_two_full_sets(before, now, base):
+    # `base` fills the skills not drawn, so base-level milestones happen too
+    fill = {} if base is None else dict.fromkeys(LEVELLED_SKILLS, base)
+    before = ({**fill, **before[0]}, before[1], before[2])
+    now = ({**fill, **now[0]}, now[1], now[2])
+    assert crossed(*now, before) == reached(*now) - reached(*before)
+    assert crossed(*now, now) == set()

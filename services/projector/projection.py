@@ -4,6 +4,7 @@ stream position it reaches, so at-least-once delivery gives exactly-once effects
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -14,17 +15,12 @@ from prometheus_client import Counter
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from services.projector import queries
-from shared import milestones, subjects, xp
+from services.projector import observed, queries
 from shared.events import (
-    PROGRESS_KINDS,
     AccountTypeChanged,
     FetchCompleted,
     HiscoreObserved,
-    LevelUp,
     Message,
-    MilestoneReached,
-    PlayerProgressed,
     PlayerTracked,
     PlayerUntracked,
     PlayerUpdated,
@@ -32,12 +28,9 @@ from shared.events import (
     TrackingChanged,
     UnknownSubject,
     decode_on,
-    encode,
 )
-from shared.metrics import KNOWN_METRICS, MetricKind, metric_key
-from shared.milestones import Milestone
+from shared.metrics import KNOWN_METRICS, MetricKind
 from shared.modes import GameMode
-from shared.packed import pack, unpack
 
 log = logging.getLogger("osrs.projector")
 
@@ -60,8 +53,7 @@ class Projector:
         self.pool = pool
         self.dead_letter = dead_letter
         self.outbox = outbox  # derive progress events (not when rebuilding from the log)
-        self.metric_ids: dict[str, int] = {}
-        self.metric_keys: dict[int, tuple[str, str]] = {}  # id -> (key, kind)
+        self.metrics = observed.Metrics()
         self.tables = 0  # the checkpoint table's oid: another one after `osrs-diff rebuild`
 
     async def seed_metrics(self) -> None:
@@ -74,9 +66,7 @@ class Projector:
             await self._load_metric_ids(conn)
 
     async def _load_metric_ids(self, conn: AsyncConnection) -> None:
-        rows = await (await conn.execute(queries.METRIC_IDS)).fetchall()
-        self.metric_ids = {key: id_ for key, id_, _ in rows}
-        self.metric_keys = {id_: (key, kind) for key, id_, kind in rows}
+        self.metrics.load(await (await conn.execute(queries.METRIC_IDS)).fetchall())
 
     async def checkpoints(self) -> dict[str, int]:
         """The last applied sequence of each stream."""
@@ -91,66 +81,105 @@ class Projector:
         try:
             return await self._apply_batch(stream, msgs, careful)
         except BaseException:
-            self.metric_ids = {}  # ids registered in the rolled-back transaction are gone
+            self.metrics.forget()  # ids registered in the rolled-back transaction are gone
             raise
 
     async def _apply_batch(self, stream: str, msgs: Sequence[Msg], careful: bool) -> int:
-        applied = written = 0
-        kinds: collections.Counter[str] = collections.Counter()
+        written = 0
+        events: list[Message] = []
         async with self.pool.connection() as conn, conn.transaction():
             row = await (await conn.execute(queries.LOCK_CHECKPOINT, (stream,))).fetchone()
             last_seq, tables = row
-            if not self.metric_ids or tables != self.tables:  # new tables: reload the ids
+            if not self.metrics.ids or tables != self.tables:  # new tables: reload the ids
                 await self._load_metric_ids(conn)
                 self.tables = tables
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
                 if seq <= last_seq:
                     continue  # redelivered after a commit whose ack was lost
+                last_seq = seq
                 try:
                     event = decode_on(msg.subject, msg.data)
                 except (msgspec.DecodeError, msgspec.ValidationError, UnknownSubject) as exc:
                     await self.dead_letter(msg, f"cannot decode: {exc}")
-                    last_seq = seq
                     continue
-                if careful:
-                    try:
-                        async with conn.transaction():
-                            written += await self.apply(conn, event, seq)
-                    except psycopg.OperationalError:
-                        raise  # the database is away: retry the whole batch later
-                    except Exception as exc:  # noqa: BLE001 - this event can never be applied
-                        await self.dead_letter(msg, f"cannot apply: {exc!r}")
-                        last_seq = seq
-                        continue
-                else:
-                    written += await self.apply(conn, event, seq)
-                last_seq = seq
-                applied += 1
-                kinds[type(event).__name__] += 1
+                if not careful:
+                    events.append(event)
+                    continue
+                try:
+                    async with conn.transaction():
+                        written += await self.apply_many(conn, [event])
+                except psycopg.OperationalError:
+                    raise  # the database is away: retry the whole batch later
+                except Exception as exc:  # noqa: BLE001 - this event can never be applied
+                    await self.dead_letter(msg, f"cannot apply: {exc!r}")
+                    continue
+                events.append(event)
+            if not careful:
+                written += await self.apply_many(conn, events)
             await conn.execute(queries.SAVE_CHECKPOINT, (last_seq, stream))
+        kinds = collections.Counter(type(event).__name__ for event in events)
         for kind, count in kinds.items():  # counted once committed
             EVENTS_APPLIED.labels(stream, kind).inc(count)
         OBSERVATIONS_WRITTEN.inc(written)
-        return applied
+        return len(events)
 
     async def apply(self, conn: AsyncConnection, event: Message, seq: int) -> bool:
         """Apply one event; True when it stored a new observation."""
+        return await self.apply_many(conn, [event]) > 0
+
+    async def apply_many(self, conn: AsyncConnection, events: Sequence[Message]) -> int:
+        """Apply events in their order, consecutive observations and fetch outcomes many at a
+        time; returns how many new observations were stored."""
+        written = 0
+        for type_, group in itertools.groupby(events, type):
+            if type_ is HiscoreObserved:
+                written += await self._observed(conn, list(group))
+            elif type_ is FetchCompleted:
+                await self._fetched(conn, list(group))
+            else:
+                for event in group:
+                    await self._player_event(conn, event)
+        return written
+
+    async def _observed(self, conn: AsyncConnection, events: list[HiscoreObserved]) -> int:
+        unknown = observed.unknown_metrics(self.metrics, events)
+        if unknown:
+            await self._register(conn, sorted(unknown))
+        prepared = {id(event): observed.prepare(self.metrics, event) for event in events}
+        written = 0
+        for run in observed.distinct_runs(events):
+            written += await observed.store(
+                conn, self.metrics, [prepared[id(e)] for e in run], self.outbox
+            )
+        return written
+
+    async def _fetched(self, conn: AsyncConnection, events: list[FetchCompleted]) -> None:
+        """The latest outcome per player (ties: the later event) and a count of every one."""
+        latest: dict[str, FetchCompleted] = {}
+        for event in events:
+            kept = latest.get(event.player_key)
+            if kept is None or kept.at <= event.at:
+                latest[event.player_key] = event
+        rows = [
+            (
+                e.player_key,
+                e.mode.value,
+                e.at,
+                e.outcome.value,
+                e.http_status,
+                e.detail,
+                e.not_found_streak,
+            )
+            for e in latest.values()
+        ]
+        counted = [(e.at, e.outcome.value) for e in events]
+        async with conn.pipeline():
+            await conn.execute(queries.FETCH_COMPLETED, [list(c) for c in zip(*rows, strict=True)])
+            await conn.execute(queries.FETCH_COUNTED, [list(c) for c in zip(*counted, strict=True)])
+
+    async def _player_event(self, conn: AsyncConnection, event: Message) -> None:
         match event:
-            case HiscoreObserved():
-                return await self._observed(conn, event, seq)
-            case FetchCompleted():
-                params = {
-                    "key": event.player_key,
-                    "mode": event.mode.value,
-                    "at": event.at,
-                    "outcome": event.outcome.value,
-                    "http_status": event.http_status,
-                    "detail": event.detail,
-                    "streak": event.not_found_streak,
-                }
-                await conn.execute(queries.FETCH_COMPLETED, params)
-                await conn.execute(queries.FETCH_COUNTED, params)
             case PlayerTracked():
                 row = await (
                     await conn.execute(
@@ -199,176 +228,11 @@ class Projector:
                     await self._publish(conn, _mode_change(who, old_mode, new_mode))
             case _:
                 raise ValueError(f"the projector has no rule for {type(event).__name__}")
-        return False
 
-    async def _observed(self, conn: AsyncConnection, event: HiscoreObserved, seq: int) -> bool:
-        entries = [
-            (metric_key(s.name), s.name, MetricKind.SKILL, s.rank, s.level, s.xp)
-            for s in event.skills
-        ]
-        entries += [
-            (metric_key(a.name), a.name, MetricKind.ACTIVITY, a.rank, 0, a.score)
-            for a in event.activities
-        ]
-        new = [(key, name, kind) for key, name, kind, *_ in entries if key not in self.metric_ids]
-        if new:
-            await self._register(conn, new)
-        # Entries that are plainly unranked (rank -1 and no value) are left out: a metric absent
-        # from a row reads back as unranked, and most accounts are unranked in most activities.
-        kept = [e for e in entries if not _plain_unranked(e)]
-        overall = next((s for s in event.skills if metric_key(s.name) == "overall"), None)
-        params = {
-            "key": event.player_key,
-            "mode": event.mode.value,
-            "display_name": event.display_name,
-            "observed_at": event.observed_at,
-            "overall_xp": overall.xp if overall else None,
-            "total_level": overall.level if overall else None,
-            "combat_level": xp.combat_level({metric_key(s.name): s.level for s in event.skills}),
-        }
-        (player_id,) = await (await conn.execute(queries.PLAYER_ID, params)).fetchone()
-        values = {self.metric_ids[key]: value for key, _, _, _, _, value in kept}
-        data = pack((self.metric_ids[key], rank, value) for key, _, _, rank, _, value in kept)
-        params |= {"player_id": player_id, "data": data}
-        inserted = await (await conn.execute(queries.INSERT_OBSERVATION, params)).fetchone()
-        if inserted is None:
-            return False  # a redelivered event: stored already, with all that follows from it
-        await conn.execute(queries.PLAYER_OBSERVED, params)
-        row = await (await conn.execute(queries.PREVIOUS_OBSERVATION, params)).fetchone()
-        previous_at, previous_total, previous_data, later = row
-        previous = {m: v for m, _, v in unpack(previous_data)} if previous_data else None
-        reached = await self._achieved(conn, params, values, previous, previous_total, previous_at)
-        if later:
-            return True  # an old observation arriving late: the newer ones stand as they are
-        await self._latest(conn, player_id, values, previous or {})
-        if previous is not None:
-            who = _who(event.player_key, event.display_name, event.mode, event.observed_at)
-            await self._progressed(conn, who, values, previous, previous_at, reached)
-        return True
-
-    async def _progressed(
-        self,
-        conn: AsyncConnection,
-        who: dict,
-        values: dict[int, int],
-        previous: dict[int, int],
-        previous_at,
-        reached: set[Milestone],
-    ) -> None:
-        """The progress events of a new observation: its gains, level-ups and milestones."""
-        gains: dict[str, int] = {}
-        events: list[ProgressEvent] = []
-        for metric_id in sorted(values.keys() | previous.keys()):
-            now, before = max(values.get(metric_id, 0), 0), max(previous.get(metric_id, 0), 0)
-            if now == before:
-                continue
-            key, kind = self.metric_keys[metric_id]
-            gains[key] = now - before
-            if kind == MetricKind.SKILL and key != "overall":
-                old_level, new_level = xp.virtual_level(before), xp.virtual_level(now)
-                if new_level > old_level:
-                    events.append(
-                        LevelUp(
-                            **who,
-                            skill=key,
-                            from_level=old_level,
-                            to_level=new_level,
-                            virtual=new_level > xp.MAX_LEVEL,
-                        )
-                    )
-        span = (who["observed_at"] - previous_at).total_seconds()
-        events.insert(0, PlayerProgressed(**who, since=previous_at, span_s=span, gains=gains))
-        events += [
-            MilestoneReached(
-                **who,
-                milestone=m.key,
-                milestone_kind=m.kind,
-                metric=m.metric,
-                threshold=m.threshold,
-            )
-            for m in sorted(reached)
-        ]
-        await self._publish(conn, *events)
-
-    async def _publish(self, conn: AsyncConnection, *events: ProgressEvent) -> None:
-        """Into the outbox, in this transaction; the relay publishes them after the commit."""
-        if not self.outbox or not events:
-            return
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                queries.OUTBOX,
-                [
-                    (subjects.progress_subject(e.player_key, PROGRESS_KIND[type(e)]), encode(e))
-                    for e in events
-                ],
-            )
-
-    async def _achieved(
-        self,
-        conn: AsyncConnection,
-        params: dict,
-        values: dict[int, int],
-        previous: dict[int, int] | None,
-        previous_total: int | None,
-        previous_at,
-    ) -> set[Milestone]:
-        """Milestones this observation shows and the one before did not; all of them when it
-        is the player's first (reached before tracking began)."""
-        new = self._milestones(values, params["total_level"])
-        if previous is not None:
-            new -= self._milestones(previous, previous_total)
-        if not new:
-            return new
-        first = previous is None
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                queries.ACHIEVED,
-                [
-                    (
-                        params["player_id"],
-                        m.key,
-                        m.kind,
-                        m.metric,
-                        m.threshold,
-                        params["observed_at"],
-                        previous_at,
-                        first,
-                    )
-                    for m in sorted(new)
-                ],
-            )
-        return new
-
-    def _milestones(self, values: dict[int, int], total_level: int | None) -> set[Milestone]:
-        skills, activities = {}, {}
-        for metric_id, value in values.items():
-            key, kind = self.metric_keys[metric_id]
-            (skills if kind == MetricKind.SKILL else activities)[key] = value
-        return milestones.reached(skills, activities, total_level)
-
-    async def _latest(
-        self,
-        conn: AsyncConnection,
-        player_id: int,
-        values: dict[int, int],
-        previous: dict[int, int],
-    ) -> None:
-        """Write only what changed since the previous observation (a few metrics, usually)."""
-        values = {m: v for m, v in values.items() if v >= 0}
-        previous = {m: v for m, v in previous.items() if v >= 0}
-        changed = {m: v for m, v in values.items() if previous.get(m) != v}
-        gone = [m for m in previous if m not in values]
-        if changed:
-            await conn.execute(
-                queries.LATEST_SET,
-                {
-                    "player_id": player_id,
-                    "metric_ids": list(changed),
-                    "values": list(changed.values()),
-                },
-            )
-        if gone:
-            await conn.execute(queries.LATEST_DROP, {"player_id": player_id, "metric_ids": gone})
+    async def _publish(self, conn: AsyncConnection, event: ProgressEvent) -> None:
+        """Into the outbox, in this transaction; the relay publishes it after the commit."""
+        if self.outbox:
+            await observed.Writes(outbox=[event]).send(conn)
 
     async def _register(
         self, conn: AsyncConnection, new: list[tuple[str, str, MetricKind]]
@@ -380,23 +244,7 @@ class Projector:
         log.warning("metrics_registered keys=%s", ",".join(sorted({k for k, _, _ in new})))
 
 
-def _plain_unranked(entry) -> bool:
-    _, _, kind, rank, level, amount = entry
-    if kind is MetricKind.SKILL:
-        return rank == -1 and level == 1 and amount == -1
-    return rank == -1 and amount == -1
-
-
-PROGRESS_KIND = {type_: kind for kind, type_ in PROGRESS_KINDS.items()}
-
-
-def _who(player_key: str, display_name: str, mode, at) -> dict:
-    return {
-        "player_key": player_key,
-        "display_name": display_name,
-        "mode": GameMode(mode),
-        "observed_at": at,
-    }
+_who = observed.who_of
 
 
 def _mode_change(who: dict, old, new) -> AccountTypeChanged:

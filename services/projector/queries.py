@@ -51,41 +51,14 @@ WHERE p.key = before.key AND (%(if_mode)s::text IS NULL OR p.mode = %(if_mode)s)
 RETURNING before.mode, p.mode, p.display_name
 """
 
-# An observation of a player never tracked (it can only come from a manual command of an old
-# API) still gets a row: untracked, so that nothing observed is dropped.
-PLAYER_ID = """
-WITH known AS (SELECT id FROM players WHERE key = %(key)s),
-added AS (
-    INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at)
-    SELECT %(key)s, %(display_name)s, %(mode)s, false, 3600, %(observed_at)s
-    WHERE NOT EXISTS (SELECT 1 FROM known)
-    RETURNING id
-)
-SELECT id FROM known UNION ALL SELECT id FROM added
-"""
-
-INSERT_OBSERVATION = """
-INSERT INTO observations (player_id, observed_at, mode, total_level, data)
-VALUES (%(player_id)s, %(observed_at)s, %(mode)s, %(total_level)s, %(data)s)
-ON CONFLICT (player_id, observed_at) DO NOTHING
-RETURNING 1
-"""
-
-PLAYER_OBSERVED = """
-UPDATE players SET
-    display_name = %(display_name)s,
-    last_changed_at = %(observed_at)s,
-    overall_xp = %(overall_xp)s,
-    total_level = %(total_level)s,
-    combat_level = %(combat_level)s
-WHERE key = %(key)s AND mode = %(mode)s
-  AND (last_changed_at IS NULL OR last_changed_at <= %(observed_at)s)
-"""
-
+# Many fetch outcomes at once, at most one per player (the latest, see feeds of projection.py).
 FETCH_COMPLETED = """
 INSERT INTO fetch_status AS s
     (player_key, mode, fetched_at, outcome, http_status, detail, not_found_streak)
-VALUES (%(key)s, %(mode)s, %(at)s, %(outcome)s, %(http_status)s, %(detail)s, %(streak)s)
+SELECT * FROM unnest(
+    %b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::integer[], %b::text[],
+    %b::integer[]
+)
 ON CONFLICT (player_key) DO UPDATE SET
     mode = EXCLUDED.mode,
     fetched_at = EXCLUDED.fetched_at,
@@ -96,22 +69,67 @@ ON CONFLICT (player_key) DO UPDATE SET
 WHERE s.fetched_at <= EXCLUDED.fetched_at
 """
 
+# Every fetch outcome counted, each of them (not only the latest per player).
 FETCH_COUNTED = """
 INSERT INTO fetch_outcomes (hour, outcome, count)
-VALUES (date_trunc('hour', %(at)s::timestamptz, 'UTC'), %(outcome)s, 1)
-ON CONFLICT (hour, outcome) DO UPDATE SET count = fetch_outcomes.count + 1
+SELECT date_trunc('hour', at, 'UTC'), outcome, count(*)
+FROM unnest(%b::timestamptz[], %b::text[]) AS t (at, outcome)
+GROUP BY 1, 2
+ON CONFLICT (hour, outcome) DO UPDATE SET count = fetch_outcomes.count + EXCLUDED.count
 """
 
-# The observation before this one, and whether a later one exists (an event out of order).
-PREVIOUS_OBSERVATION = """
-SELECT prev.observed_at, prev.total_level, prev.data,
-       EXISTS (SELECT 1 FROM observations
-               WHERE player_id = %(player_id)s AND observed_at > %(observed_at)s)
-FROM (SELECT 1) AS one
+# Arrays go in binary (%b): in text psycopg escapes every byte of a bytea in Python.
+
+# Many observations at once, of distinct players (one statement a run, see observed.py). Every
+# part of a statement sees the snapshot from before it, so `prev` and the later-observation
+# test look past the rows this statement inserts. A player never tracked (an observation from a
+# manual command of an old API) gets an untracked row, so that nothing observed is dropped; its
+# latest values are set by that insert, as the update only sees players that existed before.
+OBSERVATIONS = """
+WITH input AS (
+    SELECT * FROM unnest(
+        %(keys)b::text[], %(names)b::text[], %(modes)b::text[], %(ats)b::timestamptz[],
+        %(totals)b::integer[], %(xps)b::bigint[], %(combats)b::integer[], %(datas)b::bytea[]
+    ) AS t (key, display_name, mode, observed_at, total_level, overall_xp, combat_level, data)
+),
+added AS (
+    INSERT INTO players (key, display_name, mode, tracked, interval_s, tracked_at,
+                         last_changed_at, overall_xp, total_level, combat_level)
+    SELECT key, display_name, mode, false, 3600, observed_at,
+           observed_at, overall_xp, total_level, combat_level
+    FROM input WHERE NOT EXISTS (SELECT 1 FROM players p WHERE p.key = input.key)
+    RETURNING key, id
+),
+ids AS (
+    SELECT key, id FROM players WHERE key = ANY(%(keys)b::text[])
+    UNION ALL SELECT key, id FROM added
+),
+inserted AS (
+    INSERT INTO observations (player_id, observed_at, mode, total_level, data)
+    SELECT ids.id, i.observed_at, i.mode, i.total_level, i.data FROM input i JOIN ids USING (key)
+    ON CONFLICT (player_id, observed_at) DO NOTHING
+    RETURNING player_id, observed_at
+),
+updated AS (
+    UPDATE players p SET
+        display_name = i.display_name,
+        last_changed_at = i.observed_at,
+        overall_xp = i.overall_xp,
+        total_level = i.total_level,
+        combat_level = i.combat_level
+    FROM input i JOIN ids USING (key) JOIN inserted n ON n.player_id = ids.id
+    WHERE p.id = ids.id AND p.mode = i.mode
+      AND (p.last_changed_at IS NULL OR p.last_changed_at <= i.observed_at)
+)
+SELECT n.player_id, ids.key, prev.observed_at, prev.total_level, prev.data,
+       EXISTS (SELECT 1 FROM observations o
+               WHERE o.player_id = n.player_id AND o.observed_at > n.observed_at)
+FROM inserted n
+JOIN ids ON ids.id = n.player_id
 LEFT JOIN LATERAL (
-    SELECT observed_at, total_level, data FROM observations
-    WHERE player_id = %(player_id)s AND observed_at < %(observed_at)s
-    ORDER BY observed_at DESC LIMIT 1
+    SELECT observed_at, total_level, data FROM observations o
+    WHERE o.player_id = n.player_id AND o.observed_at < n.observed_at
+    ORDER BY o.observed_at DESC LIMIT 1
 ) AS prev ON true
 """
 
@@ -119,7 +137,10 @@ LEFT JOIN LATERAL (
 ACHIEVED = """
 INSERT INTO achievements AS a
     (player_id, key, kind, metric, threshold, observed_at, previous_at, before_tracking)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest(
+    %b::integer[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::timestamptz[],
+    %b::timestamptz[], %b::boolean[]
+)
 ON CONFLICT (player_id, key) DO UPDATE SET
     observed_at = EXCLUDED.observed_at,
     previous_at = EXCLUDED.previous_at,
@@ -129,12 +150,19 @@ WHERE a.observed_at > EXCLUDED.observed_at
 
 LATEST_SET = """
 INSERT INTO latest_values (player_id, metric_id, value)
-SELECT %(player_id)s, m, v FROM unnest(%(metric_ids)s::smallint[], %(values)s::bigint[]) AS t (m, v)
+SELECT * FROM unnest(%b::integer[], %b::smallint[], %b::bigint[])
 ON CONFLICT (player_id, metric_id) DO UPDATE SET value = EXCLUDED.value
 """
 
 LATEST_DROP = """
-DELETE FROM latest_values WHERE player_id = %(player_id)s AND metric_id = ANY(%(metric_ids)s)
+DELETE FROM latest_values l USING unnest(%b::integer[], %b::smallint[]) AS t (player_id, metric_id)
+WHERE l.player_id = t.player_id AND l.metric_id = t.metric_id
 """
 
-OUTBOX = "INSERT INTO outbox (subject, payload) VALUES (%s, %s)"
+# In the order given: the relay publishes by id.
+OUTBOX = """
+INSERT INTO outbox (subject, payload)
+SELECT subject, payload
+FROM unnest(%b::text[], %b::bytea[]) WITH ORDINALITY AS t (subject, payload, n)
+ORDER BY n
+"""
