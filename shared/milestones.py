@@ -79,7 +79,8 @@ def crossed(
 def _account(skills: Mapping[str, int], total_level: int | None) -> set[Milestone]:
     """The milestones of the whole account: base level, total level, overall xp."""
     found: set[Milestone] = set()
-    base = min(xp.level(skills.get(skill, -1)) for skill in LEVELLED_SKILLS)
+    # levels grow with xp: the lowest level is the level of the lowest xp
+    base = xp.level(min([skills.get(skill, -1) for skill in LEVELLED_SKILLS]))
     found.update(
         Milestone(f"base_level.{lvl}", "base_level", None, lvl)
         for lvl in BASE_LEVELS
@@ -102,7 +103,7 @@ def _per_metric(skills: Mapping[str, int], activities: Mapping[str, int]) -> set
     for skill, amount in skills.items():
         if skill not in _LEVELLED:
             continue
-        if xp.level(amount) >= xp.MAX_LEVEL:
+        if amount >= _XP_FOR_99:
             found.add(Milestone(f"level_99.{skill}", "level_99", skill, xp.MAX_LEVEL))
         if amount >= xp.MAX_SKILL_XP:
             found.add(Milestone(f"xp_200m.{skill}", "xp_200m", skill, xp.MAX_SKILL_XP))
@@ -120,3 +121,4 @@ def _per_metric(skills: Mapping[str, int], activities: Mapping[str, int]) -> set
 
 
 _LEVELLED = frozenset(LEVELLED_SKILLS)
+_XP_FOR_99 = xp.XP_FOR_LEVEL[xp.MAX_LEVEL]

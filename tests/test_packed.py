@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.packed import PackedError, pack, unpack
+from shared.packed import PackedError, pack, unpack, values
 
 entries = st.dictionaries(
     st.integers(1, 5000),
@@ -15,6 +15,7 @@ entries = st.dictionaries(
 def test_pack_round_trips(by_id):
     triples = [(m, r, v) for m, (r, v) in by_id.items()]
     assert list(unpack(pack(triples))) == sorted(triples)
+    assert values(pack(triples)) == {m: v for m, _, v in triples}
 
 
 def test_a_mid_level_entry_takes_a_few_bytes():
@@ -32,3 +33,5 @@ def test_impossible_entries_are_refused(bad):
 def test_truncated_bytes_are_refused(data):
     with pytest.raises(PackedError):
         list(unpack(data))
+    with pytest.raises(PackedError):
+        values(data)

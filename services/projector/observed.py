@@ -11,7 +11,7 @@ from datetime import datetime
 from psycopg import AsyncConnection
 
 from services.projector import queries
-from shared import milestones, subjects, xp
+from shared import milestones, packed, subjects, xp
 from shared.events import (
     PROGRESS_KINDS,
     HiscoreObserved,
@@ -24,7 +24,6 @@ from shared.events import (
 from shared.metrics import MetricKind, metric_key
 from shared.milestones import Milestone
 from shared.modes import GameMode
-from shared.packed import pack, unpack
 
 PROGRESS_KIND = {type_: kind for kind, type_ in PROGRESS_KINDS.items()}
 
@@ -36,12 +35,24 @@ class Metrics:
         self.ids: dict[str, int] = {}
         self.keys: dict[int, tuple[str, str]] = {}  # id -> (key, kind)
 
+        self.by_name: dict[str, int] = {}  # an entry's name as the hiscores spell it -> id
+        self.skill_ids: list[tuple[str, int]] = []
+        self.activity_ids: set[int] = set()
+
     def load(self, rows: Sequence[tuple[str, int, str]]) -> None:
         self.ids = {key: id_ for key, id_, _ in rows}
         self.keys = {id_: (key, kind) for key, id_, kind in rows}
+        self.by_name = {}
+        self.skill_ids = [(key, id_) for key, id_, kind in rows if kind == MetricKind.SKILL]
+        self.activity_ids = {id_ for _, id_, kind in rows if kind == MetricKind.ACTIVITY}
 
     def forget(self) -> None:
-        self.ids, self.keys = {}, {}
+        self.load([])
+
+    def id_of(self, name: str) -> int:
+        """The id of an entry's metric by its name (KeyError when not registered)."""
+        self.by_name[name] = id_ = self.ids[metric_key(name)]
+        return id_
 
     def by_key(self, values: dict[int, int]) -> tuple[dict[str, int], dict[str, int]]:
         """Values by metric id -> (skills, activities) by metric key."""
@@ -88,6 +99,8 @@ def unknown_metrics(
             (event.activities, MetricKind.ACTIVITY),
         ):
             for entry in entries:
+                if entry.name in metrics.by_name:
+                    continue
                 if (key := metric_key(entry.name)) not in metrics.ids:
                     unknown.add((key, entry.name, kind))
     return unknown
@@ -112,6 +125,7 @@ def distinct_runs(events: Sequence[HiscoreObserved]) -> Iterator[list[HiscoreObs
 class Observed:
     event: HiscoreObserved
     values: dict[int, int]  # metric id -> xp or score; ranked entries only
+    skills: dict[str, int]  # skill key -> xp, every skill (-1: unranked), for the milestones
     data: bytes
     total_level: int | None
     overall_xp: int | None
@@ -124,14 +138,16 @@ def prepare(metrics: Metrics, event: HiscoreObserved) -> Observed:
     Entries that are plainly unranked (rank -1 and no value) are left out: a metric absent
     from a row reads back as unranked, and most accounts are unranked in most activities.
     Written as plain loops: this runs for every entry of every event."""
-    ids = metrics.ids
+    ids, by_name = metrics.ids, metrics.by_name
     values: dict[int, int] = {}
     rows: list[tuple[int, int, int]] = []
     levels: dict[str, int] = {}
+    skills: dict[str, int] = {}
     total_level = overall_xp = None
     for skill in event.skills:
         key = metric_key(skill.name)
         levels[key] = skill.level
+        skills[key] = skill.xp
         if key == "overall":
             total_level, overall_xp = skill.level, skill.xp
         if skill.rank == -1 and skill.level == 1 and skill.xp == -1:
@@ -142,13 +158,14 @@ def prepare(metrics: Metrics, event: HiscoreObserved) -> Observed:
     for activity in event.activities:
         if activity.rank == -1 and activity.score == -1:
             continue
-        metric_id = ids[metric_key(activity.name)]
+        metric_id = by_name.get(activity.name) or metrics.id_of(activity.name)
         values[metric_id] = activity.score
         rows.append((metric_id, activity.rank, activity.score))
     return Observed(
         event=event,
         values=values,
-        data=pack(rows),
+        skills=skills,
+        data=packed.pack(rows),
         total_level=total_level,
         overall_xp=overall_xp,
         combat_level=xp.combat_level(levels),
@@ -184,14 +201,28 @@ async def store(conn: AsyncConnection, metrics: Metrics, run: list[Observed], ou
 def follow(metrics: Metrics, observed: Observed, row: tuple, writes: Writes, outbox: bool) -> None:
     """The achievements, latest values and progress events of one new observation."""
     player_id, previous_at, previous_total, previous_data, later = row
-    event = observed.event
-    previous = {m: v for m, _, v in unpack(previous_data)} if previous_data else None
-    now = metrics.by_key(observed.values)
-    if previous is None:
-        reached = milestones.reached(*now, observed.total_level)
+    event, values = observed.event, observed.values
+    if previous_data is None:  # the player's first: all it shows was reached before tracking
+        reached = milestones.reached(
+            observed.skills, metrics.by_key(values)[1], observed.total_level
+        )
+        previous, changed = None, sorted(values)
     else:
-        before = (*metrics.by_key(previous), previous_total)
-        reached = milestones.crossed(*now, observed.total_level, before)
+        previous = packed.values(previous_data)
+        changed = sorted(
+            {m for m, v in values.items() if previous.get(m) != v}.union(
+                m for m in previous if m not in values
+            )
+        )
+        skills_before = {key: previous.get(id_, -1) for key, id_ in metrics.skill_ids}
+        # crossed() looks at no activity but those given: the changed ones are enough
+        activities = [(metrics.keys[m][0], m) for m in changed if m in metrics.activity_ids]
+        reached = milestones.crossed(
+            observed.skills,
+            {key: values.get(m, -1) for key, m in activities},
+            observed.total_level,
+            (skills_before, {key: previous.get(m, -1) for key, m in activities}, previous_total),
+        )
     first = previous is None
     writes.achievements += [
         (player_id, m.key, m.kind, m.metric, m.threshold, event.observed_at, previous_at, first)
@@ -199,36 +230,31 @@ def follow(metrics: Metrics, observed: Observed, row: tuple, writes: Writes, out
     ]
     if later:
         return  # an old observation arriving late: the newer ones stand as they are
-    _latest(player_id, observed.values, previous or {}, writes)
+    for metric_id in changed:  # latest values: only what changed (a few metrics, usually)
+        value = values.get(metric_id, -1)
+        if value >= 0:
+            writes.latest_set.append((player_id, metric_id, value))
+        elif previous.get(metric_id, -1) >= 0:
+            writes.latest_drop.append((player_id, metric_id))
     if previous is not None and outbox:
         who = who_of(event.player_key, event.display_name, event.mode, event.observed_at)
-        writes.outbox += progressed(metrics, who, observed.values, previous, previous_at, reached)
-
-
-def _latest(
-    player_id: int, values: dict[int, int], previous: dict[int, int], writes: Writes
-) -> None:
-    """Only what changed since the previous observation (a few metrics, usually)."""
-    for metric_id, value in values.items():
-        if value >= 0 and previous.get(metric_id) != value:
-            writes.latest_set.append((player_id, metric_id, value))
-    for metric_id, value in previous.items():
-        if value >= 0 and values.get(metric_id, -1) < 0:
-            writes.latest_drop.append((player_id, metric_id))
+        writes.outbox += progressed(metrics, who, changed, values, previous, previous_at, reached)
 
 
 def progressed(
     metrics: Metrics,
     who: dict,
+    changed: list[int],
     values: dict[int, int],
     previous: dict[int, int],
     previous_at: datetime,
     reached: set[Milestone],
 ) -> list[ProgressEvent]:
-    """The progress events of a new observation: its gains, level-ups and milestones."""
+    """The progress events of a new observation: its gains, level-ups and milestones;
+    `changed` holds the ids of the metrics whose values differ, in order."""
     gains: dict[str, int] = {}
     level_ups: list[ProgressEvent] = []
-    for metric_id in sorted(values.keys() | previous.keys()):
+    for metric_id in changed:
         now, before = max(values.get(metric_id, 0), 0), max(previous.get(metric_id, 0), 0)
         if now == before:
             continue
