@@ -85,18 +85,25 @@ def compute_gains(
     """Per metric, end minus start; zeros when the window holds no data."""
     skills: dict[str, SkillGain] = {}
     activities: dict[str, ActivityGain] = {}
+    # A metric absent from an end, or no end at all, reads as unranked: (-1, -1), a value of 0.
+    first_entries = start.entries if start else {}
+    last_entries = end.entries if end else {}
+    both = start is not None and end is not None
+    unranked = (-1, -1)
+    level = xp.level
     for metric_id, metric_key, kind in metrics:
-        first_rank, first = value_of(start, metric_id)
-        last_rank, last = value_of(end, metric_id)
+        first_rank, first = first_entries.get(metric_id, unranked)
+        last_rank, last = last_entries.get(metric_id, unranked)
+        first, last = max(first, 0), max(last, 0)
         rank = last_rank - first_rank if first_rank > 0 and last_rank > 0 else None
         if kind != "skill":
-            activities[metric_key] = ActivityGain(score=last - first, rank=rank)
+            activities[metric_key] = ActivityGain(last - first, rank)
         elif metric_key == "overall":
-            levels = (end.total_level or 0) - (start.total_level or 0) if start and end else 0
-            skills[metric_key] = SkillGain(xp=last - first, levels=levels, rank=rank)
+            levels = (end.total_level or 0) - (start.total_level or 0) if both else 0
+            skills[metric_key] = SkillGain(last - first, levels, rank)
         else:
-            levels = xp.level(last) - xp.level(first) if start and end else 0
-            skills[metric_key] = SkillGain(xp=last - first, levels=levels, rank=rank)
+            levels = level(last) - level(first) if both and last != first else 0
+            skills[metric_key] = SkillGain(last - first, levels, rank)
     return Gains(
         key=key,
         start_at=start_at,

@@ -367,14 +367,15 @@ def latest_values(
     Overall's, which is stored."""
     skills: dict[str, SkillValue] = {}
     activities: dict[str, ActivityValue] = {}
+    unranked = (-1, -1)
+    virtual_level, max_level = xp.virtual_level, xp.MAX_LEVEL
     for metric_id, metric_key, kind in metrics:
-        rank, value = entries.get(metric_id, (-1, -1))
+        rank, value = entries.get(metric_id, unranked)
         if kind != "skill":
-            activities[metric_key] = ActivityValue(rank=rank, score=value)
+            activities[metric_key] = ActivityValue(rank, value)
         elif metric_key == "overall":
-            skills[metric_key] = SkillValue(rank=rank, level=total_level or 0, xp=value)
+            skills[metric_key] = SkillValue(rank, total_level or 0, value)
         else:
-            skills[metric_key] = SkillValue(
-                rank=rank, level=xp.level(value), xp=value, virtual_level=xp.virtual_level(value)
-            )
+            virtual = virtual_level(value)  # xp.level is this, capped at 99
+            skills[metric_key] = SkillValue(rank, min(virtual, max_level), value, virtual)
     return skills, activities
