@@ -1,6 +1,7 @@
 """The projector against real NATS JetStream and real Postgres."""
 
 import asyncio
+import itertools
 import json
 from datetime import UTC, datetime
 
@@ -377,3 +378,111 @@ def _entries(event: HiscoreObserved):
 
     yield from ((metric_key(s.name), s.rank, s.xp) for s in event.skills)
     yield from ((metric_key(a.name), a.rank, a.score) for a in event.activities)
+
+
+READ_MODELS = {
+    "players": "SELECT key, display_name, mode, tracked, overall_xp, total_level, combat_level,"
+    " last_changed_at FROM players ORDER BY key",
+    "observations": "SELECT p.key, o.observed_at, o.mode, o.total_level, o.data"
+    " FROM observations o JOIN players p ON p.id = o.player_id ORDER BY 1, 2",
+    "achievements": "SELECT p.key, a.key, a.observed_at, a.previous_at, a.before_tracking"
+    " FROM achievements a JOIN players p ON p.id = a.player_id ORDER BY 1, 2",
+    "latest_values": "SELECT p.key, l.metric_id, l.value"
+    " FROM latest_values l JOIN players p ON p.id = l.player_id ORDER BY 1, 2",
+    # each progress event has its own id and creation time
+    "outbox": "SELECT subject, convert_from(payload, 'UTF8')::jsonb - 'id' - 'at'"
+    " FROM outbox ORDER BY id",
+    "fetch_status": "SELECT * FROM fetch_status ORDER BY player_key",
+    "fetch_outcomes": "SELECT * FROM fetch_outcomes ORDER BY hour, outcome",
+}
+
+
+def sim_history() -> list:
+    """Tracking, observations of 12 simulator players an hour apart (the same player often
+    twice in a row, one never tracked, one observed out of order) and fetch outcomes."""
+    from sim.population import Population
+
+    pop = Population(12, seed=5, tick_s=600)
+    events: list = []
+    last_hash: dict[int, str] = {}
+    for i in range(1, 12):  # player 0 is never tracked
+        state = pop.truth(pop.player(i), pop.epoch)
+        events.append(
+            PlayerTracked(
+                player_key=pop.player(i).key,
+                display_name=state.name,
+                interval_s=3600,
+                by="admin",
+                at=datetime.fromtimestamp(pop.epoch, UTC),
+            )
+        )
+    for hour in range(1, 9):
+        for i in (0, 1, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10, 11):
+            at = pop.epoch + hour * 3600 + (1800 if events[-1].player_key == f"sim_{i}" else 0)
+            state = pop.truth(pop.player(i), at)
+            digest = payload_hash(state.skills, state.activities)
+            if state is None or last_hash.get(i) == digest:
+                continue
+            last_hash[i] = digest
+            events.append(
+                HiscoreObserved(
+                    player_key=pop.player(i).key,
+                    display_name=state.name,
+                    mode=GameMode.REGULAR,
+                    observed_at=datetime.fromtimestamp(at, UTC),
+                    hash=digest,
+                    skills=tuple(state.skills),
+                    activities=tuple(state.activities),
+                )
+            )
+        # player 4 three times in a batch: the latest by time wins, whatever the order
+        events += [
+            FetchCompleted(
+                player_key=pop.player(i).key,
+                mode=GameMode.REGULAR,
+                outcome=outcome,
+                at=datetime.fromtimestamp(pop.epoch + hour * 3600 + i + late, UTC),
+            )
+            for i, outcome, late in (
+                *(
+                    (i, FetchOutcome.CHANGED if i % 3 else FetchOutcome.UNCHANGED, 0)
+                    for i in range(12)
+                ),
+                (4, FetchOutcome.NOT_FOUND, 60),
+                (4, FetchOutcome.UNAVAILABLE, -60),
+            )
+        ]
+    late = next(e for e in events[40:] if isinstance(e, HiscoreObserved))
+    events.append(msgspec.structs.replace(late, observed_at=late.observed_at.replace(second=1)))
+    return events
+
+
+async def test_a_batch_gives_exactly_what_one_event_at_a_time_gives(database_url):
+    events = sim_history()
+    observations = [e for e in events if isinstance(e, HiscoreObserved)]
+    assert len(observations) > 60
+    assert any(a.player_key == b.player_key for a, b in itertools.pairwise(observations))
+    pool = AsyncConnectionPool(database_url, open=False, min_size=1, max_size=1)
+    await pool.open(wait=True)
+    models = []
+    try:
+        for one_at_a_time in (False, True):
+            projector = Projector(pool, dead_letter=None)
+            await projector.seed_metrics()
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute(f"TRUNCATE {', '.join(READ_MODELS)}, players CASCADE")
+                if one_at_a_time:
+                    for seq, event in enumerate(events, 1):
+                        await projector.apply(conn, event, seq)
+                else:
+                    for start in range(0, len(events), 64):
+                        await projector.apply_many(conn, events[start : start + 64])
+            models.append({name: rows(database_url, sql) for name, sql in READ_MODELS.items()})
+    finally:
+        await pool.close()
+    batched, single = models
+    assert {name: len(got) for name, got in batched.items()} == {
+        name: len(got) for name, got in single.items()
+    }
+    assert batched == single
+    assert len(batched["outbox"]) > 40 and len(batched["fetch_outcomes"]) > 1
