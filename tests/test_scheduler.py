@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from nats.js.api import DeliverPolicy
@@ -20,7 +21,14 @@ from services.scheduler.app import (
 from services.scheduler.slots import slot_at
 from shared import nats as natsx
 from shared import subjects
-from shared.events import FetchCompleted, FetchOutcome, FetchRequested, PlayerTracked, decode
+from shared.events import (
+    FetchCompleted,
+    FetchOutcome,
+    FetchRequested,
+    PlayerTracked,
+    decode,
+    encode,
+)
 from shared.settings import Settings
 
 LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
@@ -219,3 +227,13 @@ def test_the_pacer_keeps_about_queue_s_of_the_fetchers_rate_queued():
     assert not any(starved[-40:])  # the fetchers never wait once the rate is measured
     assert pacer.rate == pytest.approx(rate, rel=0.05)
     assert depth <= rate * QUEUE_S  # a refresh waits behind at most QUEUE_S of work
+
+
+def test_a_players_status_keeps_the_schedules_key_string_not_a_copy():
+    s = Scheduler(None, None)
+    tracked = PlayerTracked(player_key="theta", display_name="Theta", interval_s=60, by="t")
+    done = FetchCompleted(player_key="theta", mode="regular", outcome=FetchOutcome.UNCHANGED)
+    s.on_player_event(SimpleNamespace(subject=subjects.PLAYER_TRACKED, data=encode(tracked)))
+    s.on_status(SimpleNamespace(subject=subjects.status_subject("theta"), data=encode(done)))
+    (key,) = s.last_fetched
+    assert key is s.schedule.players["theta"].key

@@ -163,11 +163,14 @@ class Scheduler:
     def on_status(self, msg: Msg) -> None:
         status = decode_on(msg.subject, msg.data)
         if isinstance(status, FetchCompleted):
-            self.last_fetched[status.player_key] = status.at.timestamp()
+            # The schedule's string for the key, not a second copy (~56 bytes a player).
+            player = self.schedule.players.get(status.player_key)
+            key = status.player_key if player is None else player.key
+            self.last_fetched[key] = status.at.timestamp()
             if status.not_found_streak >= UNRANKED_AFTER:
-                self.unranked.add(status.player_key)
+                self.unranked.add(key)
             else:
-                self.unranked.discard(status.player_key)
+                self.unranked.discard(key)
 
     async def run(self) -> None:
         while not self.stopping:
@@ -287,10 +290,11 @@ def create_app(settings: Settings) -> FastStream:
         scheduler = state["scheduler"] = Scheduler(
             js, Lease(kv, f"scheduler-{uuid.uuid4().hex[:8]}")
         )
+        # Players first: the statuses then share their key strings.
+        await follow(js, subjects.PLAYER_EVENTS, DeliverPolicy.ALL, scheduler.on_player_event)
         await follow(
             js, f"{subjects.STATUS_PREFIX}.*", DeliverPolicy.LAST_PER_SUBJECT, scheduler.on_status
         )
-        await follow(js, subjects.PLAYER_EVENTS, DeliverPolicy.ALL, scheduler.on_player_event)
         log.info("scheduler_ready tracked=%d", len(scheduler.schedule.players))
 
     @app.after_startup

@@ -39,7 +39,7 @@ def daily_slot(slot: int, interval_s: int) -> bool:
     return slot % max(1, 86_400 // interval_s) == 0
 
 
-class TrackedPlayer(msgspec.Struct):
+class TrackedPlayer(msgspec.Struct, gc=False):  # holds no containers: never in a cycle
     key: str
     display_name: str
     mode: GameMode
