@@ -1,6 +1,7 @@
-"""The measurements of bench/run.py, each against servers the runner started: the projector's
-rate next to the database's raw COPY rate, the bytes an observation costs, and the share of
-fetches that store an observation when 70 % of the players are idle."""
+"""The measurements of bench/run.py's `log` part, each against servers the runner started: the
+projector's rate next to the database's raw COPY rate, a rebuild from the log, the bytes an
+observation costs, and the share of fetches that store an observation when 70 % of the players
+are idle."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+import msgspec
 import psycopg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -15,9 +17,11 @@ from nats.js import JetStreamContext
 from services.fetcher.hiscores import payload_hash
 from services.projector.feeds import FeedLoops, reset_consumers
 from services.projector.projection import Projector
+from services.projector.rebuild import rebuild
 from shared import db, subjects
-from shared.events import ActivityEntry, HiscoreObserved, SkillEntry, encode
+from shared.events import ActivityEntry, HiscoreObserved, SkillEntry, decode, encode
 from shared.modes import GameMode
+from shared.settings import Settings
 from sim.population import Population
 
 PLAYERS = 2000
@@ -62,20 +66,63 @@ def observations(count: int) -> list[HiscoreObserved]:
     return found
 
 
-async def preload(js: JetStreamContext, events: list[HiscoreObserved]) -> int:
+Encoded = list[tuple[str, bytes]]  # (subject, payload): bytes are no work for the GC
+
+
+def encoded(events: list[HiscoreObserved]) -> Encoded:
+    return [(subjects.observed_subject(e.player_key), encode(e)) for e in events]
+
+
+async def preload(js: JetStreamContext, events: Encoded) -> int:
     """Publish the events to OSRS_EVT; returns the last stream sequence."""
     last = 0
     for start in range(0, len(events), PUBLISH_IN_FLIGHT):
         acks = await asyncio.gather(
             *(
-                js.publish(
-                    subjects.observed_subject(e.player_key), encode(e), stream=subjects.EVT_STREAM
-                )
-                for e in events[start : start + PUBLISH_IN_FLIGHT]
+                js.publish(subject, data, stream=subjects.EVT_STREAM)
+                for subject, data in events[start : start + PUBLISH_IN_FLIGHT]
             )
         )
         last = max(last, *(ack.seq for ack in acks))
     return last
+
+
+async def copies(js: JetStreamContext, events: Encoded, count: int) -> int:
+    """Publish `count` more copies of the events, each of other players (`sim_12` becomes
+    `sim_12_c1`, ...) with the same histories: a log of (count + 1) times the size for the
+    rebuild; returns the last stream sequence."""
+    last = 0
+    for copy in range(1, count + 1):
+        for start in range(0, len(events), PUBLISH_IN_FLIGHT):
+            batch = []
+            for _, data in events[start : start + PUBLISH_IN_FLIGHT]:
+                event = decode(data, HiscoreObserved)
+                key = f"{event.player_key}_c{copy}"
+                batch.append(
+                    (
+                        subjects.observed_subject(key),
+                        encode(
+                            msgspec.structs.replace(
+                                event, player_key=key, display_name=f"{event.display_name} c{copy}"
+                            )
+                        ),
+                    )
+                )
+            last = await preload(js, batch)
+    return last
+
+
+async def rebuild_rate(nats_url: str, database_url: str) -> dict:
+    """`osrs-diff rebuild`'s own code over the whole of OSRS_EVT, swap included."""
+    settings = Settings(nats_url=nats_url, database_url=database_url)
+    started = time.perf_counter()
+    report = await rebuild(settings)
+    elapsed = time.perf_counter() - started
+    return {
+        "rebuild_events": report.events,
+        "rebuild_seconds": elapsed,
+        "rebuild_events_per_s": report.events / elapsed,
+    }
 
 
 async def projector_rate(js: JetStreamContext, database_url: str, last_seq: int) -> dict:

@@ -101,7 +101,8 @@ added AS (
     RETURNING key, id
 ),
 ids AS (
-    SELECT key, id FROM players WHERE key = ANY(%(keys)b::text[])
+    SELECT p.key, p.id FROM players p JOIN input USING (key)  -- a hash join: `= ANY` was a
+                                                              -- linear scan of the array
     UNION ALL SELECT key, id FROM added
 ),
 inserted AS (
