@@ -64,7 +64,7 @@ USER, PASSWORD = "bench", "bench-password-1"
 INTERVAL_S = 3600
 PINNED_ACTIVITY = "Clue Scrolls (all)"
 FETCH_RATE = "1000"  # per second: the limiter out of the way, the fetcher as fast as it goes
-UNPACED = "import services.scheduler.app as a; a.MIN_QUEUED = 10**9; a.main()"
+UNPACED = 10**9  # min_queued that turns the scheduler's limit off: every owed slot at once
 REFRESH_GAP_S = 0.25  # between two refreshes: they overlap, each is timed on its own
 
 _RSS_WHAT = (
@@ -108,6 +108,12 @@ def proc_status(pid: int) -> dict[str, float]:
         if name in ("VmRSS", "VmHWM"):
             found[name] = int(value.split()[0]) / 1024
     return found
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def import_rss_mb(module: str) -> float:
@@ -349,7 +355,7 @@ def summarise(prefix: str, latencies: list[float | None], timeout_s: float) -> d
     }
 
 
-async def scenario(stack: Stack, size: str, paced: bool) -> dict[str, float]:
+async def scenario(stack: Stack, size: str, min_queued: int | None) -> dict[str, float]:
     spec = SIZES[size]
     players = spec["players"]
     results: dict[str, float] = {"stack_players": players}
@@ -389,10 +395,11 @@ async def scenario(stack: Stack, size: str, paced: bool) -> dict[str, float]:
         idle = await freshness.run(idle_players, spec["timeout_s"])
         results |= summarise("freshness_idle", idle, spec["timeout_s"])
 
-        if paced:
+        if min_queued is None:
             stack.start_service("scheduler")
-        else:  # as before the scheduler kept OSRS_CMD short: every owed slot at once
-            stack.spawn("scheduler", ["-c", UNPACED])
+        else:
+            code = f"import services.scheduler.app as a; a.MIN_QUEUED = {min_queued}; a.main()"
+            stack.spawn("scheduler", ["-c", code])
         scheduler_log = stack.folder / "scheduler.log"
 
         async def replayed() -> bool:
@@ -407,13 +414,16 @@ async def scenario(stack: Stack, size: str, paced: bool) -> dict[str, float]:
 
         await wait_until("fetcher busy with scheduled fetches", busy, 120, stack, every_s=0.2)
         fetched, at = await fetched_in_db(database_url), time.perf_counter()
+        watched = {**stack.procs, "nats": stack.nats.proc}
+        cpu_before = {name: cpu_s(proc.pid) for name, proc in watched.items()}
         results["owed_fetches_at_refresh"] = players - fetched
         results["cmd_queued_at_refresh"] = await cmd_backlog(stack.env["NATS_URL"])
         loaded = await freshness.run(loaded_players, spec["timeout_s"])
         results |= summarise("freshness", loaded, spec["timeout_s"])
-        results["stack_fetch_per_s"] = (await fetched_in_db(database_url) - fetched) / (
-            time.perf_counter() - at
-        )
+        took = time.perf_counter() - at
+        results["stack_fetch_per_s"] = (await fetched_in_db(database_url) - fetched) / took
+        for name, proc in watched.items():  # share of one core while loaded
+            results[f"cpu_share_{name}"] = (cpu_s(proc.pid) - cpu_before[name]) / took
         results["cmd_queued_after_refresh"] = await cmd_backlog(stack.env["NATS_URL"])
 
     await asyncio.sleep(spec["settle_s"])
@@ -426,15 +436,16 @@ async def scenario(stack: Stack, size: str, paced: bool) -> dict[str, float]:
     return results
 
 
-def measure(folder: Path, size: str, *, paced: bool = True) -> dict[str, float]:
+def measure(folder: Path, size: str, *, min_queued: int | None = None) -> dict[str, float]:
     """Run the stack in `folder` at `size` ("quick" or "full") and return the figures;
-    `paced=False` runs the scheduler without its limit on OSRS_CMD (for before/after)."""
+    `min_queued` replaces the scheduler's MIN_QUEUED (UNPACED: no limit on OSRS_CMD, as
+    before the scheduler paced itself)."""
     results = {f"rss_import_mb_{name}": import_rss_mb(module) for name, module in IMPORTS.items()}
     stack = Stack(folder)
     started = time.perf_counter()
     try:
         stack.start_servers(SIZES[size]["players"])
-        results |= asyncio.run(scenario(stack, size, paced))
+        results |= asyncio.run(scenario(stack, size, min_queued))
     finally:
         stack.stop()
     results["stack_s"] = time.perf_counter() - started
@@ -448,11 +459,12 @@ def main() -> int:
     parser.add_argument(
         "--unpaced", action="store_true", help="the scheduler without its OSRS_CMD limit"
     )
+    parser.add_argument("--min-queued", type=int, help="the scheduler's MIN_QUEUED instead")
     args = parser.parse_args()
     size = "full" if args.full else "quick"
     folder = Path(tempfile.mkdtemp(prefix="osrs-stack-"))
     try:
-        results = measure(folder, size, paced=not args.unpaced)
+        results = measure(folder, size, min_queued=UNPACED if args.unpaced else args.min_queued)
     finally:
         if args.keep:
             print(f"logs in {folder}", file=sys.stderr)
@@ -463,7 +475,7 @@ def main() -> int:
         ratio = ""
         if key in ROWS and ROWS[key][1] and results.get(ROWS[key][1]):
             ratio = f"  ({value / results[ROWS[key][1]]:.2f}x {ROWS[key][1]})"
-        print(f"{key:<{width}}  {value:10.1f}{ratio}")
+        print(f"{key:<{width}}  {value:10.2f}{ratio}")
     print(json.dumps(results))
     return 0
 
