@@ -11,6 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from services.fetcher.hiscores import parse_json, payload_hash
+from services.projector import observed as observed_module
 from services.projector.app import create_app
 from services.projector.projection import Projector
 from shared import nats as natsx
@@ -457,7 +458,11 @@ def sim_history() -> list:
     return events
 
 
-async def test_a_batch_gives_exactly_what_one_event_at_a_time_gives(database_url):
+@pytest.mark.parametrize("chunk", [5, 64])
+async def test_a_batch_gives_exactly_what_one_event_at_a_time_gives(
+    database_url, monkeypatch, chunk
+):
+    monkeypatch.setattr(observed_module, "CHUNK", chunk)  # several statements in the pipeline
     events = sim_history()
     observations = [e for e in events if isinstance(e, HiscoreObserved)]
     assert len(observations) > 60

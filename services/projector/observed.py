@@ -82,7 +82,7 @@ class Writes:
         statements = [(sql, rows) for sql, rows in statements if rows]
         if not statements:
             return
-        async with conn.pipeline():
+        async with conn.pipeline():  # one round trip (within an outer pipeline: none)
             for sql, rows in statements:
                 columns = [list(column) for column in zip(*rows, strict=True)]
                 await conn.execute(sql, columns, prepare=False)
@@ -172,30 +172,48 @@ def prepare(metrics: Metrics, event: HiscoreObserved) -> Observed:
     )
 
 
+CHUNK = 64  # observations per statement: Postgres stores one chunk while Python follows another
+
+
 async def store(conn: AsyncConnection, metrics: Metrics, run: list[Observed], outbox: bool) -> int:
     """Store a run of observations of distinct players with all that follows from them;
-    returns how many were new (a redelivered one is stored already)."""
-    columns = {
-        "keys": [o.event.player_key for o in run],
-        "names": [o.event.display_name for o in run],
-        "modes": [o.event.mode.value for o in run],
-        "ats": [o.event.observed_at for o in run],
-        "totals": [o.total_level for o in run],
-        "xps": [o.overall_xp for o in run],
-        "combats": [o.combat_level for o in run],
-        "datas": [o.data for o in run],
-    }
-    # Planned for each run's own arrays: a cached generic plan cannot know their sizes and was
-    # seen to take seconds instead of milliseconds.
-    cursor = await conn.execute(queries.OBSERVATIONS, columns, prepare=False)
-    rows = await cursor.fetchall()
-    stored = {r[1]: (r[0], *r[2:]) for r in rows}
+    returns how many were new (a redelivered one is stored already).
+
+    The run goes in chunks through one pipeline: the next chunk's statement is sent before
+    Python works out what follows from this one, so the database and this process use the
+    two cores at once instead of taking turns."""
+    chunks = [run[start : start + CHUNK] for start in range(0, len(run), CHUNK)]
     writes = Writes()
-    for observed in run:
-        if observed.event.player_key in stored:
-            follow(metrics, observed, stored[observed.event.player_key], writes, outbox)
-    await writes.send(conn)
-    return len(stored)
+    written = 0
+    async with conn.pipeline():
+        cursor = await _send(conn, chunks[0])
+        for k, chunk in enumerate(chunks):
+            rows = await cursor.fetchall()  # the only statement waiting in the pipeline
+            if k + 1 < len(chunks):
+                cursor = await _send(conn, chunks[k + 1])
+            stored = {r[1]: (r[0], *r[2:]) for r in rows}
+            for observed in chunk:
+                if observed.event.player_key in stored:
+                    follow(metrics, observed, stored[observed.event.player_key], writes, outbox)
+            written += len(stored)
+        await writes.send(conn)
+    return written
+
+
+async def _send(conn: AsyncConnection, chunk: list[Observed]):
+    columns = {
+        "keys": [o.event.player_key for o in chunk],
+        "names": [o.event.display_name for o in chunk],
+        "modes": [o.event.mode.value for o in chunk],
+        "ats": [o.event.observed_at for o in chunk],
+        "totals": [o.total_level for o in chunk],
+        "xps": [o.overall_xp for o in chunk],
+        "combats": [o.combat_level for o in chunk],
+        "datas": [o.data for o in chunk],
+    }
+    # Planned for each chunk's own arrays: a cached generic plan cannot know their sizes and
+    # was seen to take seconds instead of milliseconds.
+    return await conn.execute(queries.OBSERVATIONS, columns, prepare=False)
 
 
 def follow(metrics: Metrics, observed: Observed, row: tuple, writes: Writes, outbox: bool) -> None:
