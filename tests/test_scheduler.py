@@ -104,6 +104,15 @@ async def test_a_lapsed_lease_is_taken_over(js):
     assert not await leader.keep(100.0)
 
 
+async def test_releasing_a_lease_that_lapsed_meanwhile_is_quiet(js):
+    kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
+    lease = Lease(kv, "slow")
+    assert await lease.keep(0.0)
+    await kv.purge(subjects.LEASE_KEY)  # its TTL ran out, as during a tick longer than 10 s
+    await lease.release()
+    assert not lease.held
+
+
 async def test_the_scheduler_service_replays_the_log_and_publishes_due_slots(js, nats_url):
     await track(js, "delta", 3600)
     app = create_app(Settings(nats_url=nats_url))

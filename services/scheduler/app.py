@@ -13,7 +13,12 @@ from faststream import FastStream
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 from prometheus_client import Counter, Gauge
 
@@ -27,6 +32,7 @@ from shared.settings import Settings
 log = logging.getLogger("osrs.scheduler")
 
 LEASE_RENEW_S = 3.0
+WRONG_LAST_SEQUENCE = 10071  # JetStream's err_code for a compare-and-set on a stale revision
 MAX_SLEEP_S = 1.0
 RETRY_S = 2.0
 PUBLISH_CONCURRENCY = 64
@@ -87,6 +93,11 @@ class Lease:
                 await self.kv.delete(subjects.LEASE_KEY, last=self.revision)
             except (KeyWrongLastSequenceError, KeyNotFoundError):
                 pass
+            except BadRequestError as exc:
+                # A lease that lapsed (or was taken) since: nats-py's delete reports the stale
+                # revision as a bare 400 instead of KeyWrongLastSequenceError.
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
             self.revision = None
             LEADER.set(0)
 
