@@ -37,11 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench import sim_rate  # noqa: E402
 from services.local import LocalNats, free_port  # noqa: E402
-from shared import nats as natsx  # noqa: E402
 from shared import subjects  # noqa: E402
 from shared.events import FetchReason, FetchRequested, encode  # noqa: E402
 from shared.modes import GameMode  # noqa: E402
-from shared.settings import Settings  # noqa: E402
 
 SIZES = {"quick": 3_000, "full": 20_000}
 # The fetcher's knobs for the run. The rate limit is politeness towards Jagex: unlimited here,
@@ -72,6 +70,12 @@ ROWS: dict[str, tuple[str, str | None, str]] = {
         None,
         "the fetcher process's CPU seconds / wall seconds of the fetch run (1.0 = one core)",
     ),
+    "fetch_fetcher_cpu_ms": (
+        "",
+        None,
+        "the fetcher's CPU milliseconds per player processed; steadier than the rate when "
+        "other work shares the cores",
+    ),
     "fetch_sim_cpu_share": (
         "",
         None,
@@ -100,9 +104,14 @@ def fetcher_env(nats_url: str, hiscores_url: str) -> dict[str, str]:
         OSRS_METRICS_PORT="0",
         OSRS_LOG_FORMAT="json",
         OSRS_LOG_LEVEL=env.get("OSRS_LOG_LEVEL", "INFO"),  # the production default
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=str(fetcher_root()),
     )
     return env
+
+
+def fetcher_root() -> Path:
+    # FETCH_RATE_FETCHER_ROOT: another checkout's services/shared (a before/after comparison).
+    return Path(os.environ.get("FETCH_RATE_FETCHER_ROOT") or ROOT)
 
 
 def start_fetcher(folder: Path, nats_url: str, hiscores_url: str) -> subprocess.Popen:
@@ -113,7 +122,7 @@ def start_fetcher(folder: Path, nats_url: str, hiscores_url: str) -> subprocess.
         out = os.environ["FETCH_RATE_PROFILE"]
         args = [str(spy), "record", "-r", "200", "-f", "speedscope", "-o", out, "--", *args]
     return subprocess.Popen(
-        args, cwd=ROOT, env=fetcher_env(nats_url, hiscores_url), stdout=log, stderr=log
+        args, cwd=fetcher_root(), env=fetcher_env(nats_url, hiscores_url), stdout=log, stderr=log
     )
 
 
@@ -153,8 +162,7 @@ async def fetch_run(nats_url: str, fetcher: subprocess.Popen, pids: dict[str, in
     client = await nats.connect(nats_url)
     try:
         js = client.jetstream()
-        await natsx.declare(js, Settings(nats_url=nats_url))
-        await _wait_for_consumer(js, fetcher)
+        await _wait_for_consumer(js, fetcher)  # the fetcher has declared streams and buckets
         batch = commands(n)
         cpu_before = {name: sim_rate.cpu_seconds(pid) for name, pid in pids.items()}
         driver_before = time.process_time()
@@ -239,6 +247,10 @@ def measure(folder: Path, size: str) -> dict[str, float]:
         stop(sim, 10)
         local.stop()
     results["fetch_vs_sim_raw"] = results["fetch_per_s"] / results["sim_raw_per_s"]
+    # CPU per fetch: steadier than the rate when other work shares the cores.
+    results["fetch_fetcher_cpu_ms"] = (
+        1000 * results["fetch_fetcher_cpu_share"] / results["fetch_per_s"]
+    )
     return results
 
 
@@ -261,6 +273,7 @@ def main() -> None:
         f"fetcher CPU {results['fetch_fetcher_cpu_share']:.0%}, simulator "
         f"{results['fetch_sim_cpu_share']:.0%}, nats-server {results['fetch_nats_cpu_share']:.0%}, "
         f"driver {results['fetch_driver_cpu_share']:.0%}; "
+        f"fetcher {results['fetch_fetcher_cpu_ms']:.2f} CPU ms per fetch; "
         f"{time.perf_counter() - started:.0f} s in all"
     )
 

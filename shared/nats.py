@@ -75,7 +75,11 @@ def stream_configs(settings: Settings | None = None) -> list[StreamConfig]:
 
 def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
     return [
-        KeyValueConfig(bucket=subjects.FETCH_HASHES_BUCKET, history=1, storage=StorageType.FILE),
+        # direct: gets answered by the stream itself (a raw message) rather than through the
+        # JetStream API (JSON around base64): two gets a fetch, ~4x less server CPU each.
+        KeyValueConfig(
+            bucket=subjects.FETCH_HASHES_BUCKET, history=1, storage=StorageType.FILE, direct=True
+        ),
         KeyValueConfig(bucket=subjects.SCHEDULER_LEASE_BUCKET, history=1, ttl=10.0),
     ]
 
@@ -130,14 +134,18 @@ async def declare(js: JetStreamContext, settings: Settings) -> None:
 
 
 async def declare_bucket(js: JetStreamContext, bucket: KeyValueConfig) -> KeyValue:
-    """Create a KV bucket, or bring an existing one's TTL to the one configured."""
+    """Create a KV bucket, or bring an existing one's TTL (and direct gets, when asked for) to
+    the ones configured."""
     try:
         return await js.create_key_value(bucket)
     except BadRequestError:
         info = await js.stream_info(f"KV_{bucket.bucket}")
         wanted_ttl = bucket.ttl or 0
-        if abs((info.config.max_age or 0) - wanted_ttl) > 0.001:
+        stale = abs((info.config.max_age or 0) - wanted_ttl) > 0.001
+        stale |= bool(bucket.direct) and not info.config.allow_direct
+        if stale:
             info.config.max_age = wanted_ttl
+            info.config.allow_direct = info.config.allow_direct or bucket.direct
             await js.update_stream(info.config)
         return await js.key_value(bucket.bucket)
 

@@ -238,3 +238,45 @@ async def test_commands_waiting_for_a_free_worker_are_not_redelivered(js, nats_u
     await _run_fetcher(settings, four_handled_and_settled, timeout=20)
     await asyncio.sleep(0)
     assert sorted(handled) == ["p0", "p1", "p2", "p3"]  # each once
+
+
+async def test_a_backlog_is_pulled_for_all_free_workers_at_once_and_each_command_once(
+    js, nats_url, monkeypatch
+):
+    from nats.js.client import JetStreamContext
+
+    pulls: list[tuple[int, int]] = []
+    real_fetch = JetStreamContext.PullSubscription.fetch
+
+    async def counting_fetch(self, batch=1, timeout=5, heartbeat=None):
+        msgs = await real_fetch(self, batch, timeout, heartbeat)
+        pulls.append((batch, len(msgs)))
+        return msgs
+
+    handled: list[str] = []
+    running = peak = 0
+
+    async def slow_handle(self, cmd):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        handled.append(cmd.player_key)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return Fetched(
+            FetchCompleted(player_key=cmd.player_key, mode=cmd.mode, outcome=FetchOutcome.UNCHANGED)
+        )
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", counting_fetch)
+    monkeypatch.setattr(FetchHandler, "handle", slow_handle)
+    for i in range(20):
+        await _queue(js, f"p{i}")
+    settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9", fetch_concurrency=4)
+
+    async def all_acked() -> bool:
+        return (await js.stream_info(subjects.CMD_STREAM)).state.messages == 0
+
+    await _run_fetcher(settings, all_acked)
+    assert sorted(handled) == sorted(f"p{i}" for i in range(20))  # each once
+    assert peak <= 4  # never more commands in hand than free workers
+    assert max(size for size, _ in pulls) > 1 and len(pulls) < 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import urlsplit
 
@@ -79,4 +80,14 @@ def create_app(
     return app
 
 
-main = main_for("fetcher", create_app)
+def main() -> None:
+    """`osrs-fetcher`: on uvloop where it is installed (uvicorn[standard] brings it). Every
+    fetch is a dozen socket writes and reads (HTTP, NATS); uvloop's event loop and transports
+    take about a third less CPU for them than asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    main_for("fetcher", create_app)()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from urllib.parse import quote_plus
 
 import httpx
 import msgspec
@@ -128,10 +129,12 @@ class HiscoresClient:
         raise AssertionError("unreachable")
 
     async def _request(self, display_name: str, mode: GameMode, fmt: str) -> HiscoresAnswer:
-        url = self.base_url + hiscores_path(mode, fmt)
+        # The query string built here, as `params=` would (quote_plus): httpx's merging of
+        # params into the URL was a tenth of a fetch's CPU.
+        url = f"{self.base_url}{hiscores_path(mode, fmt)}?player={quote_plus(display_name)}"
         started = time.perf_counter()
         try:
-            response = await self.http.get(url, params={"player": display_name})
+            response = await self.http.get(url)
         except httpx.TimeoutException as exc:
             detail = f"timeout: {type(exc).__name__}"
             answer = HiscoresAnswer(FetchOutcome.UNAVAILABLE, None, detail)
