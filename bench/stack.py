@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -205,6 +206,11 @@ class Stack:
             self.nats.stop()
         if self.postgres:
             self.postgres.stop()
+            moved = self.postgres.data_dir  # as root, a cluster under a closed folder moves
+            if not moved.is_relative_to(self.folder):
+                shutil.rmtree(moved, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    moved.parent.rmdir()
 
 
 def fresh_database(url: str) -> str:
