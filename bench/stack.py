@@ -2,7 +2,7 @@
 processes (simulator, projector, fetcher, api, scheduler) over a nats-server and a Postgres
 that this script starts itself.
 
-    .venv/bin/python bench/stack.py            # quick: 15k tracked players (~75 s)
+    .venv/bin/python bench/stack.py            # quick: 10k tracked players (~60 s)
     .venv/bin/python bench/stack.py --full     # full: 100k tracked players
 
 The run, in order:
@@ -56,7 +56,7 @@ from shared.modes import GameMode  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 SIZES = {
-    "quick": {"players": 15_000, "refreshes": 20, "timeout_s": 15.0, "settle_s": 5.0},
+    "quick": {"players": 10_000, "refreshes": 20, "timeout_s": 15.0, "settle_s": 5.0},
     "full": {"players": 100_000, "refreshes": 60, "timeout_s": 60.0, "settle_s": 30.0},
 }
 SERVICES = ("projector", "fetcher", "api", "scheduler")
