@@ -599,7 +599,7 @@ def measure(folder: Path, size: str) -> dict[str, float]:
             api.stop()
         local_nats.stop()
         if local_pg is not None:
-            local_pg.stop()
+            local_pg.discard()
 
 
 def main() -> None:

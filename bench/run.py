@@ -175,7 +175,7 @@ def run_log(size: str, folder: Path) -> tuple[dict, dict]:
     finally:
         local_nats.stop()
         if local_pg is not None:
-            local_pg.stop()
+            local_pg.discard()
 
 
 def ratio(results: dict, key: str, baseline: str | None) -> str:

@@ -247,3 +247,12 @@ class LocalPostgres:
     def stop(self, mode: str = "fast") -> None:
         with contextlib.suppress(LocalServerError):
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
+
+    def discard(self) -> None:
+        """Stop a throw-away cluster and remove its data, wherever it went (as root, a cluster
+        under a closed folder lives under /var/tmp, which removing that folder would miss)."""
+        self.stop("immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the digest folder of a moved cluster, if empty
+            if self.data_dir.parent.parent == Path("/var/tmp/osrs-diff"):
+                self.data_dir.parent.rmdir()

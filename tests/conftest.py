@@ -78,7 +78,7 @@ def postgres_server(tmp_root):
             yield container.get_connection_url()
         return
     yield cluster.url
-    cluster.stop("immediate")
+    cluster.discard()
 
 
 _TEMPLATE = f"osrs_tpl_{os.getpid()}"

