@@ -7,7 +7,7 @@ the request it is). Each carries `v` (schema version), an `id` and an `at` times
 from __future__ import annotations
 
 import enum
-import uuid
+import random
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
@@ -23,8 +23,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_VERSION_4 = ~(0xF000 << 64) & ~(0xC000 << 48)  # the bits a UUID's version and variant take
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random UUID (version 4) as 32 hex digits. Built from `random`, which is reseeded in a
+    forked child, rather than uuid.uuid4(): the projector makes one for each progress event,
+    and uuid4's object took 5 % of its time. Ids name events; they are not secrets."""
+    bits = random.getrandbits(128) & _VERSION_4 | (0x4000 << 64) | (0x8000 << 48)
+    return f"{bits:032x}"
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):

@@ -1,3 +1,4 @@
+import uuid
 from datetime import UTC, datetime
 
 import msgspec
@@ -23,6 +24,7 @@ from shared.events import (
     decode,
     decode_on,
     encode,
+    new_id,
 )
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -106,3 +108,11 @@ def test_messages_decode_by_the_subject_they_arrive_on():
 def test_invalid_player_events_are_refused(raw):
     with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)):
         decode(raw, PlayerTracked)
+
+
+def test_event_ids_are_random_version_4_uuids():
+    ids = [new_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for id_ in ids[:500]:
+        parsed = uuid.UUID(id_)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, id_)

@@ -143,10 +143,14 @@ class Projector:
         return written
 
     async def _observed(self, conn: AsyncConnection, events: list[HiscoreObserved]) -> int:
-        unknown = observed.unknown_metrics(self.metrics, events)
-        if unknown:
+        try:
+            prepared = {id(event): observed.prepare(self.metrics, event) for event in events}
+        except KeyError:  # a name never seen before: rare, so looked for only then
+            unknown = observed.unknown_metrics(self.metrics, events)
+            if not unknown:
+                raise
             await self._register(conn, sorted(unknown))
-        prepared = {id(event): observed.prepare(self.metrics, event) for event in events}
+            prepared = {id(event): observed.prepare(self.metrics, event) for event in events}
         written = 0
         for run in observed.distinct_runs(events):
             written += await observed.store(
