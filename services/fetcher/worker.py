@@ -75,7 +75,6 @@ class Worker:
         self.free = asyncio.Semaphore(concurrency)
         self.stopping = False
         self.fetching = False  # the pull loop is waiting on the server, not for a free worker
-        self.backlog = 0  # commands waiting behind the last one pulled, as it said
         self.in_flight: set[asyncio.Task] = set()
         self.loop: asyncio.Task | None = None
 
@@ -108,40 +107,25 @@ class Worker:
                 await self.free.acquire()
                 if self.stopping:
                     break
-                # One pull request for every free worker while the last command said that
-                # others wait behind it; else one command (a batch would linger for more).
-                batch = 1
-                while batch <= self.backlog and not self.free.locked():
-                    await self.free.acquire()  # free: returns at once
-                    batch += 1
                 try:
                     self.fetching = True
-                    msgs = await sub.fetch(batch, timeout=1.0)
+                    (msg,) = await sub.fetch(1, timeout=1.0)
                 except (TimeoutError, nats.errors.TimeoutError):
-                    self._release(batch)
-                    self.backlog = 0
+                    self.free.release()
                     continue
                 except nats.errors.Error as exc:
-                    self._release(batch)
-                    self.backlog = 0
+                    self.free.release()
                     log.warning("pull_failed reason=%r", exc)
                     await asyncio.sleep(1.0)
                     continue
                 finally:
                     self.fetching = False
-                self._release(batch - len(msgs))
-                self.backlog = msgs[-1].metadata.num_pending
-                for msg in msgs:
-                    task = asyncio.create_task(self._serve(msg))
-                    self.in_flight.add(task)
-                    task.add_done_callback(self._done)
+                task = asyncio.create_task(self._serve(msg))
+                self.in_flight.add(task)
+                task.add_done_callback(self._done)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-
-    def _release(self, workers: int) -> None:
-        for _ in range(workers):
-            self.free.release()
 
     def _done(self, task: asyncio.Task) -> None:
         self.in_flight.discard(task)
