@@ -34,8 +34,9 @@ FEEDS = (  # stream, subject filter, durable consumer
 def consumer_config(durable: str, subject: str, checkpoint: int) -> ConsumerConfig:
     """The checkpoint in Postgres is the truth; the consumer is only a cursor made from it.
 
-    At most one unacked batch (max_ack_pending) keeps the stream order while this process
-    lives: a batch being retried is never overtaken by a later one."""
+    At most two unacked batches (max_ack_pending): the one being applied and the next one,
+    fetched meanwhile. Batches are applied one after the other by one loop, so a batch being
+    retried is never overtaken by a later one."""
     return ConsumerConfig(
         durable_name=durable,
         filter_subject=subject,
@@ -44,7 +45,7 @@ def consumer_config(durable: str, subject: str, checkpoint: int) -> ConsumerConf
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=60,
         max_deliver=-1,
-        max_ack_pending=BATCH,
+        max_ack_pending=2 * BATCH,
     )
 
 
@@ -81,25 +82,37 @@ class FeedLoops:
 
     async def consume(self, stream: str, subject: str, durable: str) -> None:
         sub = await self.js.pull_subscribe(subject, durable=durable, stream=stream)
+        # The next batch is fetched while this one is applied: the round trip to NATS and the
+        # parsing of its messages fill the time this loop waits for Postgres.
+        ahead = asyncio.create_task(self._fetch(sub, stream))
         try:
             while not self.stopping:
-                try:
-                    msgs = await sub.fetch(BATCH, timeout=FETCH_WAIT_S)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue  # nothing new
-                except (
-                    nats.errors.ConnectionClosedError,
-                    nats.errors.NoRespondersError,
-                    nats.js.errors.ServiceUnavailableError,
-                ) as exc:
-                    log.warning("fetch_failed stream=%s reason=%r", stream, exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                await self.project(stream, msgs)
+                msgs = await ahead
+                ahead = asyncio.create_task(self._fetch(sub, stream))
+                if msgs:
+                    await self.project(stream, msgs)
         finally:
+            ahead.cancel()  # fetched and not applied: NATS delivers them again
+            with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
+                await ahead
             # A pull subscription left open makes the connection's drain wait for it.
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+    async def _fetch(self, sub, stream: str) -> list[Msg]:
+        """The next batch; none after FETCH_WAIT_S with nothing new, or NATS away."""
+        try:
+            return await sub.fetch(BATCH, timeout=FETCH_WAIT_S)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []  # nothing new
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.NoRespondersError,
+            nats.js.errors.ServiceUnavailableError,
+        ) as exc:
+            log.warning("fetch_failed stream=%s reason=%r", stream, exc)
+            await asyncio.sleep(1.0)
+            return []
 
     async def project(self, stream: str, msgs: list[Msg]) -> None:
         """Apply a batch; while the database is away keep the batch (and the order) and retry."""

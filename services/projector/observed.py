@@ -72,20 +72,43 @@ class Writes:
     latest_drop: list[tuple[int, int]] = field(default_factory=list)
     outbox: list[ProgressEvent] = field(default_factory=list)
 
+    COLUMNS = {  # parameter names of queries.WRITES, per list
+        "achievements": (
+            "a_player",
+            "a_key",
+            "a_kind",
+            "a_metric",
+            "a_threshold",
+            "a_at",
+            "a_previous",
+            "a_first",
+        ),
+        "latest_set": ("l_player", "l_metric", "l_value"),
+        "latest_drop": ("d_player", "d_metric"),
+        "outbox": ("o_subject", "o_payload"),
+    }
+
+    def params(self) -> dict[str, list]:
+        """The parameters of queries.WRITES: one list per column, empty when nothing."""
+        lists = {
+            "achievements": self.achievements,
+            "latest_set": self.latest_set,
+            "latest_drop": self.latest_drop,
+            "outbox": [_outbox_row(e) for e in self.outbox],
+        }
+        params: dict[str, list] = {}
+        for name, rows in lists.items():
+            names = self.COLUMNS[name]
+            columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+            params |= {n: list(c) for n, c in zip(names, columns, strict=True)}
+        return params
+
+    def __bool__(self) -> bool:
+        return bool(self.achievements or self.latest_set or self.latest_drop or self.outbox)
+
     async def send(self, conn: AsyncConnection) -> None:
-        statements = [
-            (queries.ACHIEVED, self.achievements),
-            (queries.LATEST_SET, self.latest_set),
-            (queries.LATEST_DROP, self.latest_drop),
-            (queries.OUTBOX, [_outbox_row(e) for e in self.outbox]),
-        ]
-        statements = [(sql, rows) for sql, rows in statements if rows]
-        if not statements:
-            return
-        async with conn.pipeline():  # one round trip (within an outer pipeline: none)
-            for sql, rows in statements:
-                columns = [list(column) for column in zip(*rows, strict=True)]
-                await conn.execute(sql, columns, prepare=False)
+        if self:
+            await conn.execute(queries.WRITES_ALONE, self.params(), prepare=False)
 
 
 def unknown_metrics(
@@ -179,29 +202,31 @@ async def store(conn: AsyncConnection, metrics: Metrics, run: list[Observed], ou
     """Store a run of observations of distinct players with all that follows from them;
     returns how many were new (a redelivered one is stored already).
 
-    The run goes in chunks through one pipeline: the next chunk's statement is sent before
-    Python works out what follows from this one, so the database and this process use the
-    two cores at once instead of taking turns."""
+    The run goes in chunks through one pipeline, one statement in flight at a time: while
+    Python works out what follows from chunk k, Postgres stores chunk k + 1 together with what
+    followed from chunk k - 1. So the database and this process use the two cores at once
+    instead of taking turns; only the first chunk and the last chunk's writes wait alone."""
     chunks = [run[start : start + CHUNK] for start in range(0, len(run), CHUNK)]
-    writes = Writes()
     written = 0
     async with conn.pipeline():
-        cursor = await _send(conn, chunks[0])
+        cursor = await _send(conn, chunks[0], Writes())
+        followed = Writes()  # what followed from the chunk before, not sent yet
         for k, chunk in enumerate(chunks):
-            rows = await cursor.fetchall()  # the only statement waiting in the pipeline
+            rows = await cursor.fetchall()  # the only statement in the pipeline
             if k + 1 < len(chunks):
-                cursor = await _send(conn, chunks[k + 1])
+                cursor = await _send(conn, chunks[k + 1], followed)
+                followed = Writes()
             stored = {r[1]: (r[0], *r[2:]) for r in rows}
             for observed in chunk:
                 if observed.event.player_key in stored:
-                    follow(metrics, observed, stored[observed.event.player_key], writes, outbox)
+                    follow(metrics, observed, stored[observed.event.player_key], followed, outbox)
             written += len(stored)
-        await writes.send(conn)
+        await followed.send(conn)
     return written
 
 
-async def _send(conn: AsyncConnection, chunk: list[Observed]):
-    columns = {
+async def _send(conn: AsyncConnection, chunk: list[Observed], writes: Writes):
+    params = writes.params() | {
         "keys": [o.event.player_key for o in chunk],
         "names": [o.event.display_name for o in chunk],
         "modes": [o.event.mode.value for o in chunk],
@@ -213,7 +238,7 @@ async def _send(conn: AsyncConnection, chunk: list[Observed]):
     }
     # Planned for each chunk's own arrays: a cached generic plan cannot know their sizes and
     # was seen to take seconds instead of milliseconds.
-    return await conn.execute(queries.OBSERVATIONS, columns, prepare=False)
+    return await conn.execute(queries.WRITES_AND_OBSERVATIONS, params, prepare=False)
 
 
 def follow(metrics: Metrics, observed: Observed, row: tuple, writes: Writes, outbox: bool) -> None:

@@ -134,36 +134,43 @@ LEFT JOIN LATERAL (
 ) AS prev ON true
 """
 
-# A milestone keeps the earliest observation that showed it.
-ACHIEVED = """
-INSERT INTO achievements AS a
-    (player_id, key, kind, metric, threshold, observed_at, previous_at, before_tracking)
-SELECT * FROM unnest(
-    %b::integer[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::timestamptz[],
-    %b::timestamptz[], %b::boolean[]
-)
-ON CONFLICT (player_id, key) DO UPDATE SET
-    observed_at = EXCLUDED.observed_at,
-    previous_at = EXCLUDED.previous_at,
-    before_tracking = EXCLUDED.before_tracking
-WHERE a.observed_at > EXCLUDED.observed_at
-"""
+# What follows from a chunk of observations, as CTEs: sent alone, or riding with the next
+# chunk's OBSERVATIONS so that Postgres writes them while the projector works on that chunk.
+# They touch none of the tables OBSERVATIONS reads. A milestone keeps the earliest observation
+# that showed it; outbox rows go in the order given, since the relay publishes by id.
+WRITES = """
+achieved AS (
+    INSERT INTO achievements AS a
+        (player_id, key, kind, metric, threshold, observed_at, previous_at, before_tracking)
+    SELECT * FROM unnest(
+        %(a_player)b::integer[], %(a_key)b::text[], %(a_kind)b::text[], %(a_metric)b::text[],
+        %(a_threshold)b::bigint[], %(a_at)b::timestamptz[], %(a_previous)b::timestamptz[],
+        %(a_first)b::boolean[]
+    )
+    ON CONFLICT (player_id, key) DO UPDATE SET
+        observed_at = EXCLUDED.observed_at,
+        previous_at = EXCLUDED.previous_at,
+        before_tracking = EXCLUDED.before_tracking
+    WHERE a.observed_at > EXCLUDED.observed_at
+),
+latest_set AS (
+    INSERT INTO latest_values (player_id, metric_id, value)
+    SELECT * FROM unnest(%(l_player)b::integer[], %(l_metric)b::smallint[], %(l_value)b::bigint[])
+    ON CONFLICT (player_id, metric_id) DO UPDATE SET value = EXCLUDED.value
+),
+latest_drop AS (
+    DELETE FROM latest_values l
+    USING unnest(%(d_player)b::integer[], %(d_metric)b::smallint[]) AS t (player_id, metric_id)
+    WHERE l.player_id = t.player_id AND l.metric_id = t.metric_id
+),
+outboxed AS (
+    INSERT INTO outbox (subject, payload)
+    SELECT subject, payload
+    FROM unnest(%(o_subject)b::text[], %(o_payload)b::bytea[]) WITH ORDINALITY
+        AS t (subject, payload, n)
+    ORDER BY n
+)"""
 
-LATEST_SET = """
-INSERT INTO latest_values (player_id, metric_id, value)
-SELECT * FROM unnest(%b::integer[], %b::smallint[], %b::bigint[])
-ON CONFLICT (player_id, metric_id) DO UPDATE SET value = EXCLUDED.value
-"""
+WRITES_ALONE = f"WITH {WRITES}\nSELECT 1"
 
-LATEST_DROP = """
-DELETE FROM latest_values l USING unnest(%b::integer[], %b::smallint[]) AS t (player_id, metric_id)
-WHERE l.player_id = t.player_id AND l.metric_id = t.metric_id
-"""
-
-# In the order given: the relay publishes by id.
-OUTBOX = """
-INSERT INTO outbox (subject, payload)
-SELECT subject, payload
-FROM unnest(%b::text[], %b::bytea[]) WITH ORDINALITY AS t (subject, payload, n)
-ORDER BY n
-"""
+WRITES_AND_OBSERVATIONS = f"WITH {WRITES},\n" + OBSERVATIONS.strip().removeprefix("WITH ")
