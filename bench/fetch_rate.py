@@ -43,8 +43,11 @@ from shared.modes import GameMode  # noqa: E402
 
 SIZES = {"quick": 3_000, "full": 20_000}
 # The fetcher's knobs for the run. The rate limit is politeness towards Jagex: unlimited here,
-# so that the figure is what one process can do. Concurrency: requests in flight per process.
-FETCH_CONCURRENCY = 64
+# so that the figure is what one process can do. Concurrency (OSRS_FETCH_CONCURRENCY, commands
+# in hand and HTTP connections): 16 is the fastest; at 64 httpcore's pool bookkeeping, which
+# polls every idle connection for each request, takes a third of the fetcher's CPU (see
+# bench/fetch_rate.md). FETCH_RATE_CONCURRENCY overrides it (ad hoc).
+FETCH_CONCURRENCY = int(os.environ.get("FETCH_RATE_CONCURRENCY") or 16)
 FETCH_RATE = 1_000_000
 PUBLISH_IN_FLIGHT = 512
 SLOT = 1
@@ -121,6 +124,8 @@ def start_fetcher(folder: Path, nats_url: str, hiscores_url: str) -> subprocess.
         spy = Path(sys.executable).parent / "py-spy"
         out = os.environ["FETCH_RATE_PROFILE"]
         args = [str(spy), "record", "-r", "200", "-f", "speedscope", "-o", out, "--", *args]
+    elif os.environ.get("FETCH_RATE_WRAP"):  # e.g. "valgrind --tool=callgrind": counts, not time
+        args = [*os.environ["FETCH_RATE_WRAP"].split(), *args]
     return subprocess.Popen(
         args, cwd=fetcher_root(), env=fetcher_env(nats_url, hiscores_url), stdout=log, stderr=log
     )
@@ -145,6 +150,7 @@ def commands(players: int) -> list[tuple[str, bytes, str]]:
 
 
 async def _wait_for_consumer(js, fetcher: subprocess.Popen, timeout: float = 60.0) -> None:
+    timeout = 600 if os.environ.get("FETCH_RATE_WRAP") else timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if fetcher.poll() is not None:
@@ -222,6 +228,7 @@ def stop(proc: subprocess.Popen | None, timeout: float = 25.0) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGINT if proc.args[0].endswith("py-spy") else signal.SIGTERM)
+    timeout = 300 if os.environ.get("FETCH_RATE_WRAP") else timeout
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -232,7 +239,7 @@ def stop(proc: subprocess.Popen | None, timeout: float = 25.0) -> None:
 def measure(folder: Path, size: str) -> dict[str, float]:
     """Start nats-server, the simulator and one fetcher under `folder`; measure the simulator's
     raw rate, then the fetcher's rate on `SIZES[size]` players due at once."""
-    n = SIZES[size]
+    n = SIZES[size] if size in SIZES else int(size)  # a number: that many players (ad hoc)
     folder.mkdir(parents=True, exist_ok=True)
     local = LocalNats(folder / "nats", free_port()).start(folder / "nats.log")
     sim = fetcher = None
@@ -258,8 +265,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="20,000 players (default: 3,000)")
     parser.add_argument("--keep", help="a folder to keep (logs, NATS store) instead of a temp one")
+    parser.add_argument("--players", type=int, help="another number of players (ad hoc)")
     args = parser.parse_args()
-    size = "full" if args.full else "quick"
+    size = str(args.players) if args.players else "full" if args.full else "quick"
     started = time.perf_counter()
     if args.keep:
         results = measure(Path(args.keep), size)
