@@ -19,6 +19,7 @@ import pytest
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from services.local import free_port
+from services.projector.feeds import BATCH
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchRequested, PlayerTracked
@@ -244,8 +245,9 @@ async def test_projector_metrics_and_sigterm_in_the_middle_of_the_log(
     assert 'osrs_projector_events_applied_total{kind="PlayerTracked",stream="OSRS_EVT"}' in text
     applied = _checkpoint(database_url)
     info = await js.consumer_info(subjects.EVT_STREAM, subjects.PROJECTOR_EVT_CONSUMER)
-    # What it applied it acked, and nothing is left half done.
-    assert info.num_ack_pending == 0 and info.ack_floor.stream_seq == applied
+    # What it applied it acked, and nothing is left half done; the one batch it had fetched
+    # ahead is unacked, for the next projector (which starts from the checkpoint anyway).
+    assert info.ack_floor.stream_seq == applied and info.num_ack_pending <= BATCH
     with psycopg.connect(database_url) as conn:
         (unsent,) = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
     assert unsent == 0  # what the last batches derived went out before the exit

@@ -92,7 +92,9 @@ class FeedLoops:
                 if msgs:
                     await self.project(stream, msgs)
         finally:
-            ahead.cancel()  # fetched and not applied: NATS delivers them again
+            # A batch fetched ahead and not applied stays unacked: the next projector to start
+            # makes its consumer afresh from the checkpoint (reset_consumers).
+            ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
                 await ahead
             # A pull subscription left open makes the connection's drain wait for it.
