@@ -6,6 +6,7 @@ are idle."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from datetime import UTC, datetime
 
@@ -139,6 +140,8 @@ async def projector_rate(js: JetStreamContext, database_url: str, last_seq: int)
     await projector.seed_metrics()
     await reset_consumers(js, await projector.checkpoints())
     feeds = FeedLoops(js, projector)
+    gc.collect()
+    gc.freeze()  # as the projector service does once started (services/projector/app.py)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watch:
         started, cpu = time.perf_counter(), time.process_time()
         feeds.start()

@@ -192,14 +192,26 @@ def fmt(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}"
 
 
+def meets(value: float | None, bar: str) -> str:
+    """ "yes" or "NO" for a bar like ">= 3000" or "<= 25"; "" when there is none."""
+    for sign, holds in ((">=", float.__ge__), ("≥", float.__ge__), ("<=", float.__le__)):
+        if bar.startswith(sign) and value is not None:
+            return "yes" if holds(float(value), float(bar[len(sign) :])) else "NO"
+    return ""
+
+
 def table(results: dict) -> str:
-    lines = ["| key | value | bar | ratio (to) | what limits it |", "|---|---|---|---|---|"]
+    lines = [
+        "| key | value | bar | met | ratio (to) | what limits it |",
+        "|---|---|---|---|---|---|",
+    ]
     for rows, _, _ in PARTS.values():
         for key, (bar, baseline, limits) in rows.items():
             to = f" ({baseline})" if baseline else ""
-            value = fmt(results.get(key))
+            value = results.get(key)
             lines.append(
-                f"| `{key}` | {value} | {bar} | {ratio(results, key, baseline)}{to} | {limits} |"
+                f"| `{key}` | {fmt(value)} | {bar} | {meets(value, bar)} "
+                f"| {ratio(results, key, baseline)}{to} | {limits} |"
             )
     return "\n".join(lines)
 
@@ -252,6 +264,10 @@ How the fetch, API and stack figures are made, their profiles and the changes th
   player's previous one. An active account gains xp every simulator tick (1 h here), so the
   figure is the active share: the simulator has no "active but took a break" hours.
 
+## Findings
+
+{FINDINGS}
+
 ## Projector: what the profiles showed and what changed
 
 {PROJECTOR_HISTORY}
@@ -259,6 +275,7 @@ How the fetch, API and stack figures are made, their profiles and the changes th
 
 
 PROJECTOR_HISTORY = (ROOT / "bench" / "projector.md").read_text().strip()
+FINDINGS = (ROOT / "bench" / "findings.md").read_text().strip()  # written by hand from a run
 
 
 def main() -> None:

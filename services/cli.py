@@ -73,6 +73,7 @@ def _sim(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     import asyncio
+    import gc
 
     import nats.errors
 
@@ -81,6 +82,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     logs.configure("rebuild", settings.log_level, settings.log_format)
+    gc.freeze()  # the modules live as long as the command: out of the collector's full scans
     try:
         report = asyncio.run(
             rebuild(settings, keep_old=args.keep_old, force=args.force, progress=progress_bar())

@@ -4,6 +4,7 @@ the Postgres read models."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import psycopg
@@ -64,6 +65,9 @@ def create_app(settings: Settings) -> FastStream:
         await reset_consumers(js, checkpoints)
         state["relay"] = OutboxRelay(pool, js)
         state["feeds"] = FeedLoops(js, projector, on_applied=state["relay"].wake.set)
+        # What start-up made lives as long as the process: out of the collector's full scans,
+        # which otherwise walk every imported module's objects while batches are applied.
+        gc.freeze()
         log.info("projector_ready checkpoints=%s", checkpoints)
 
     async def watch_lock() -> None:
