@@ -148,6 +148,55 @@ def _status(args: argparse.Namespace) -> int:
     return 1 if status.problems else 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    import nats.errors
+
+    from services.dlq import DlqError
+
+    if args.action == "replay" and not (args.seq or args.all):
+        print("osrs-diff dlq replay: name dead letters (SEQ ...) or say --all", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_dlq_action(args))
+    except (nats.errors.Error, OSError, TimeoutError, DlqError) as exc:
+        print(f"osrs-diff dlq: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+async def _dlq_action(args: argparse.Namespace) -> int:
+    import collections
+
+    from services import dlq
+    from shared import nats as natsx
+
+    nc = await natsx.connect_once(get_settings(), "osrs-diff-dlq")
+    try:
+        js = nc.jetstream()
+        if args.action == "list":
+            shown: collections.deque = collections.deque(maxlen=args.limit)
+            total = 0
+            async for dead, _, _ in dlq.dead_letters(js, service=args.service):
+                shown.append(dead)
+                total += 1
+            for dead in shown:
+                print(dlq.line(dead))
+            print(
+                f"{total} dead letters"
+                + (f", the last {len(shown)} shown" if total > len(shown) else "")
+            )
+            return 0
+        replayed = 0
+        wanted = set(args.seq) or None
+        async for dead, data, headers in dlq.dead_letters(js, service=args.service, seqs=wanted):
+            seq = await dlq.replay(js, dead, data, headers)
+            print(f"#{dead.seq} -> {dead.stream} #{seq} {dead.subject}")
+            replayed += 1
+        print(f"{replayed} dead letters replayed")
+        return 0
+    finally:
+        await nc.close()
+
+
 def _users(args: argparse.Namespace) -> int:
     from services import user_store
 
@@ -375,6 +424,25 @@ def parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print one JSON document")
     status.set_defaults(func=_status)
+
+    dlq = commands.add_parser(
+        "dlq",
+        help="the dead letters: list them, or send them back where they came from",
+        description="Exit status: 0, 1 when NATS cannot be reached or a dead letter is missing,"
+        " 2 for bad arguments.",
+    )
+    dlq_actions = dlq.add_subparsers(dest="action", required=True)
+    dlq_list = dlq_actions.add_parser("list", help="the dead letters, oldest first")
+    dlq_list.add_argument("--limit", type=int, default=50, help="show the last N (default 50)")
+    dlq_replay = dlq_actions.add_parser(
+        "replay",
+        help="publish dead letters to their original subject again and delete them",
+    )
+    dlq_replay.add_argument("seq", nargs="*", type=int, help="their numbers in `dlq list`")
+    dlq_replay.add_argument("--all", action="store_true", help="every one (of --service)")
+    for sub in (dlq_list, dlq_replay):
+        sub.add_argument("--service", help="only those parked by this service")
+    dlq.set_defaults(func=_dlq)
 
     users = commands.add_parser(
         "users",

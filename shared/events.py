@@ -209,15 +209,29 @@ def encode(message: Message) -> bytes:
     return _encoder.encode(message)
 
 
-_decoders: dict[type, msgspec.json.Decoder] = {}
+_decoders: dict[type, tuple[msgspec.json.Decoder, int]] = {}
+
+
+class UnknownVersion(msgspec.ValidationError):
+    """A message of a schema version newer than this code reads. Fields are only ever added
+    as optional ones within a version; `v` goes up for a change older code would misread, so
+    such a message is refused (and dead-lettered, to replay once the consumer is upgraded)."""
 
 
 def decode(data: bytes, type_: type[T]) -> T:
     """Decode one message; raises msgspec.DecodeError / ValidationError with the reason."""
-    decoder = _decoders.get(type_)
-    if decoder is None:
-        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
-    return decoder.decode(data)
+    known = _decoders.get(type_)
+    if known is None:
+        version = next((f.default for f in msgspec.structs.fields(type_) if f.name == "v"), 0)
+        known = _decoders[type_] = (msgspec.json.Decoder(type_), version)
+    decoder, version = known
+    message = decoder.decode(data)
+    if version and message.v > version:
+        raise UnknownVersion(
+            f"{type_.__name__} v{message.v}: this code reads up to v{version}; upgrade the "
+            "consumer, then replay it (osrs-diff dlq replay)"
+        )
+    return message
 
 
 def event_type_for(subject: str) -> type[Message] | None:

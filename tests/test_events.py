@@ -116,3 +116,11 @@ def test_event_ids_are_random_version_4_uuids():
     for id_ in ids[:500]:
         parsed = uuid.UUID(id_)
         assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, id_)
+
+
+def test_a_newer_schema_version_is_refused_with_the_way_out():
+    tracked = PlayerTracked(player_key="zezima", display_name="Zezima", interval_s=3600, by="a")
+    newer = encode(msgspec.structs.replace(tracked, v=2))
+    with pytest.raises(msgspec.ValidationError, match=r"PlayerTracked v2: .* up to v1.*dlq"):
+        decode_on(subjects.PLAYER_TRACKED, newer)
+    assert decode_on(subjects.PLAYER_TRACKED, encode(tracked)) == tracked

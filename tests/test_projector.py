@@ -141,6 +141,12 @@ async def test_a_poisoned_event_is_dead_lettered_and_the_rest_applied(js, databa
     await natsx.publish(
         js, subjects.PLAYER_UNTRACKED, untracked, msg_id=untracked.id, stream=subjects.EVT_STREAM
     )
+    # a schema version this code does not read (from a newer producer)
+    newer = PlayerTracked(player_key="synth_mid", display_name="Synth Mid", interval_s=60, by="x")
+    newer = msgspec.structs.replace(newer, v=2)
+    await natsx.publish(
+        js, subjects.PLAYER_TRACKED, newer, msg_id=newer.id, stream=subjects.EVT_STREAM
+    )
     dead: list = []
     projector, pool = await projector_for(database_url, dead)
     try:
@@ -148,11 +154,13 @@ async def test_a_poisoned_event_is_dead_lettered_and_the_rest_applied(js, databa
         assert await projector.apply_batch(subjects.EVT_STREAM, msgs) == 3
     finally:
         await pool.close()
-    assert [(s, "cannot decode" in r) for s, r in dead] == [
-        ("osrs.evt.hiscore.observed.synth_mid", True)
+    assert [(s, r.split(":")[0]) for s, r in dead] == [
+        ("osrs.evt.hiscore.observed.synth_mid", "cannot decode"),
+        (subjects.PLAYER_TRACKED, "cannot decode"),
     ]
+    assert "PlayerTracked v2" in dead[1][1]
     assert rows(database_url, "SELECT tracked FROM players") == [(False,)]
-    assert rows(database_url, "SELECT last_seq FROM projector_checkpoints") == [(4,)]
+    assert rows(database_url, "SELECT last_seq FROM projector_checkpoints") == [(5,)]
 
 
 async def test_the_projector_service_applies_events_and_fetch_statuses(

@@ -1,0 +1,82 @@
+"""`osrs-diff dlq list|replay` as an operator runs them, against a real NATS server."""
+
+from __future__ import annotations
+
+from nats.js.errors import NotFoundError
+
+from services.local import free_port
+from shared import nats as natsx
+from shared import subjects
+from shared.events import PlayerTracked, decode, encode
+from tests.test_ops_cli import osrs_diff
+
+
+async def park(js, subject: str, stream: str, data: bytes, headers: dict, service: str, why: str):
+    """Publish a message, take it from a consumer of its stream and dead-letter it as a
+    service does when it gives up."""
+    await js.publish(subject, data, stream=stream, headers=headers)
+    sub = await js.pull_subscribe(subject, stream=stream)
+    (msg,) = await sub.fetch(1, timeout=2)
+    await natsx.dead_letter(js, service, msg, why, kind="cannot_apply")
+    await msg.ack()
+    await sub.unsubscribe()
+
+
+async def test_dead_letters_are_listed_and_replayed_where_they_came_from(js, nats_url):
+    tracked = PlayerTracked(player_key="zezima", display_name="Zezima", interval_s=3600, by="ops")
+    await park(
+        js,
+        subjects.PLAYER_TRACKED,
+        subjects.EVT_STREAM,
+        encode(tracked),
+        {"Nats-Msg-Id": tracked.id, "Trace": "abc"},
+        "projector",
+        "cannot apply: OperationalError('the database is away')",
+    )
+    await park(
+        js,
+        "osrs.cmd.fetch.lynx_titan",
+        subjects.CMD_STREAM,
+        b"\x00not json",
+        {},
+        "fetcher",
+        "cannot decode: JSON is malformed",
+    )
+    env = {"NATS_URL": nats_url}
+
+    code, out, _ = await osrs_diff("dlq", "list", **env)
+    assert code == 0, out
+    assert "2 dead letters" in out
+    assert "projector  OSRS_EVT osrs.evt.player.tracked" in out
+    assert "the database is away" in out and "JSON is malformed" in out
+    code, out, _ = await osrs_diff("dlq", "list", "--service", "fetcher", **env)
+    assert "1 dead letters" in out and "projector" not in out
+
+    code, _, err = await osrs_diff("dlq", "replay", **env)
+    assert code == 2 and "--all" in err
+    code, _, err = await osrs_diff("dlq", "replay", "99", **env)
+    assert code == 1 and "no dead letter #99" in err
+
+    last_before = (await js.stream_info(subjects.EVT_STREAM)).state.last_seq
+    code, out, _ = await osrs_diff("dlq", "replay", "--all", "--service", "projector", **env)
+    assert code == 0, out
+    assert "1 dead letters replayed" in out
+    # The original bytes and headers are back in their stream, at its end ...
+    replayed = await js.get_msg(subjects.EVT_STREAM, last_before + 1)
+    assert replayed.subject == subjects.PLAYER_TRACKED
+    assert decode(replayed.data, PlayerTracked) == tracked
+    assert replayed.headers["Trace"] == "abc" and replayed.headers["Osrs-Replay-Of"] == "1"
+    assert not any(name.startswith("Osrs-Dead") for name in replayed.headers)
+    # ... and the dead letter is gone; the fetcher's is still there.
+    try:
+        await js.get_msg(subjects.DEAD_STREAM, 1)
+        raise AssertionError("the replayed dead letter is still in OSRS_DEAD")
+    except NotFoundError:
+        pass
+    code, out, _ = await osrs_diff("dlq", "list", **env)
+    assert "1 dead letters" in out and "fetcher" in out
+
+
+async def test_without_nats_the_command_says_so():
+    code, _, err = await osrs_diff("dlq", "list", NATS_URL=f"nats://127.0.0.1:{free_port()}")
+    assert code == 1 and err.startswith("osrs-diff dlq:")
