@@ -128,9 +128,9 @@ async def measure_log(nats_url: str, database_url: str, size: str) -> dict:
     return results
 
 
-def pg_version(database_url: str) -> str:
+def pg_version(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SHOW server_version").fetchone()[0]
+        return int(conn.execute("SHOW server_version_num").fetchone()[0])
 
 
 def machine() -> dict:
@@ -160,14 +160,16 @@ def run_log(size: str, folder: Path) -> tuple[dict, dict]:
     try:
         if os.environ.get("DATABASE_URL"):
             database_url = fresh_database(os.environ["DATABASE_URL"])
-            where = "DATABASE_URL (database osrs_bench)"
         else:
             local_pg = LocalPostgres(folder / "pg", free_port(), durable=False).start()
             database_url = local_pg.url
-            where = "LocalPostgres(durable=False): fsync, synchronous_commit off"
         db.ensure_database(database_url)
         db.migrate(database_url)
-        info = {"postgres": pg_version(database_url), "postgres_where": where}
+        # numbers, as results.json holds only numbers: kept for a run of other parts
+        info = {
+            "postgres_version_num": pg_version(database_url),
+            "postgres_local": int(bool(local_pg)),
+        }
         results = asyncio.run(measure_log(local_nats.url, database_url, size))
         results |= measures.storage(database_url)
         results |= measures.fetch_dedup()
@@ -190,6 +192,16 @@ def fmt(value: float | None) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}"
+
+
+def postgres(results: dict) -> str:
+    version = int(results.get("postgres_version_num", 0))
+    where = (
+        "LocalPostgres(durable=False): fsync, synchronous_commit off"
+        if results.get("postgres_local")
+        else "DATABASE_URL's server, database osrs_bench"
+    )
+    return f"{version // 10000}.{version % 10000} ({where})" if version else "?"
 
 
 def meets(value: float | None, bar: str) -> str:
@@ -220,16 +232,18 @@ def markdown(results: dict, info: dict, size: str, command: str, seconds: dict) 
     shown = {key for rows, _, _ in PARTS.values() for key in rows}
     others = ", ".join(f"`{k}` = {fmt(v)}" for k, v in sorted(results.items()) if k not in shown)
     took = ", ".join(f"{part} {s:.0f} s" for part, s in seconds.items())
+    kept = ", ".join(part for part in PARTS if part not in seconds)
+    kept = f"; the figures of {kept} are those of the run before, kept in results.json" * bool(kept)
     notes = ", ".join(f"[{notes}]({notes})" for _, _, notes in PARTS.values() if notes)
     return f"""# Benchmarks
 
-Written by `bench/run.py` ({size} sizes; {took}); the numbers are also in
+Written by `bench/run.py` ({size} sizes; {took}){kept}; the numbers are also in
 `bench/results.json`. Run `make bench` (quick, < 5 minutes) or `make bench-full` (full sizes).
 
 - date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 - command: `{command}`
 - machine: {info["cores"]} cores ({info["cpu"]}), {info["ram_gb"]} GB RAM, Python {info["python"]},
-  PostgreSQL {info.get("postgres", "?")} ({info.get("postgres_where", "?")}), nats-server from
+  PostgreSQL {postgres(results)}, nats-server from
   services.local. Every part starts its own servers; the load generators run on the same 2 cores
   (their CPU shares are in the table).
 
@@ -301,13 +315,13 @@ def main() -> None:
             print(f"== {part}", flush=True)
             if part == "log":
                 got, pg_info = run_log(size, Path(folder))
-                info |= pg_info
+                got |= pg_info
             else:
                 got = PARTS[part][1](Path(folder), size)
         results |= got
         seconds[part] = time.monotonic() - started
     results = {k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()}
-    results["bench_seconds"] = round(sum(seconds.values()), 1)
+    results |= {f"bench_seconds_{part}": round(took, 1) for part, took in seconds.items()}
     results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     command = "make bench-full" if args.full else "make bench"
     if set(only) != set(PARTS):
