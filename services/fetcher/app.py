@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from faststream import FastStream
 
-from services.fetcher.client import HiscoresClient, new_http_pools
+from services.fetcher.client import HiscoresClient, new_http_client
 from services.fetcher.handler import FetchHandler
 from services.fetcher.resilience import CircuitBreaker, RateLimiter, RetryPolicy
 from services.fetcher.worker import Worker
@@ -41,7 +41,7 @@ def create_app(
         ],
     )
     concurrency = settings.fetch_concurrency
-    http = new_http_pools(max_connections=concurrency, timeout_s=settings.hiscores_timeout)
+    http = new_http_client(max_connections=concurrency, timeout_s=settings.hiscores_timeout)
     hiscores = HiscoresClient(
         settings.hiscores_url,
         http,

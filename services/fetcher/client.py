@@ -70,45 +70,11 @@ def new_http_client(
     )
 
 
-class ClientPools:
-    """Requests spread over several small httpx clients, each to the one with the fewest in
-    flight. httpx scans every connection of its pool on each request (and polls each idle
-    one), so that work grows with the pool: sixteen connections in pools of four cost a
-    fraction of one pool of sixteen."""
-
-    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
-        self.clients = clients
-        self.in_flight = [0] * len(clients)
-
-    async def get(self, url: str) -> httpx.Response:
-        index = self.in_flight.index(min(self.in_flight))
-        self.in_flight[index] += 1
-        try:
-            return await self.clients[index].get(url)
-        finally:
-            self.in_flight[index] -= 1
-
-    async def aclose(self) -> None:
-        for client in self.clients:
-            await client.aclose()
-
-
-def new_http_pools(
-    *, max_connections: int, timeout_s: float = 10.0, per_pool: int = 4
-) -> ClientPools:
-    """`max_connections` in all, in pools of about `per_pool`."""
-    pools = max(1, -(-max_connections // per_pool))
-    size = -(-max_connections // pools)
-    return ClientPools(
-        [new_http_client(max_connections=size, timeout_s=timeout_s) for _ in range(pools)]
-    )
-
-
 class HiscoresClient:
     def __init__(
         self,
         base_url: str,
-        http: httpx.AsyncClient | ClientPools,
+        http: httpx.AsyncClient,
         *,
         limiter: RateLimiter | None = None,
         breaker: CircuitBreaker | None = None,
