@@ -36,12 +36,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.local import LocalNats, LocalPostgres, free_port, wait_for_port  # noqa: E402
+from services.local import LocalNats, LocalPostgres, free_port, recreate_database, wait_for_port  # noqa: E402
 from shared import db, milestones, xp  # noqa: E402
 from shared.metrics import KNOWN_METRICS, metric_key  # noqa: E402
 from shared.packed import pack  # noqa: E402
@@ -517,14 +516,6 @@ def _postmaster(local_pg: LocalPostgres | None) -> int | None:
     return int((local_pg.data_dir / "postmaster.pid").read_text().split()[0])
 
 
-def fresh_database(url: str) -> str:
-    """The bench database on DATABASE_URL's server, dropped and created afresh."""
-    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return make_conninfo(url, dbname=BENCH_DB)
-
-
 def measure(folder: Path, size: str) -> dict[str, float]:
     """Every key of ROWS (and a few more), on servers started here and stopped at the end."""
     spec = SIZES[size]
@@ -533,7 +524,7 @@ def measure(folder: Path, size: str) -> dict[str, float]:
     local_pg = api = None
     try:
         if os.environ.get("DATABASE_URL"):
-            database_url = fresh_database(os.environ["DATABASE_URL"])
+            database_url = recreate_database(os.environ["DATABASE_URL"], BENCH_DB)
         else:
             local_pg = LocalPostgres(folder / "api-pg", free_port(), durable=False).start()
             database_url = local_pg.url

@@ -30,13 +30,12 @@ from pathlib import Path
 
 import nats
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import api_load, fetch_rate, measures, stack  # noqa: E402
-from services.local import LocalNats, LocalPostgres, free_port  # noqa: E402
+from services.local import LocalNats, LocalPostgres, free_port, recreate_database  # noqa: E402
 from shared import db  # noqa: E402
 from shared import nats as natsx  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -146,20 +145,12 @@ def machine() -> dict:
     }
 
 
-def fresh_database(url: str) -> str:
-    """The bench database on DATABASE_URL's server, dropped and created afresh."""
-    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return make_conninfo(url, dbname=BENCH_DB)
-
-
 def run_log(size: str, folder: Path) -> tuple[dict, dict]:
     local_nats = LocalNats(folder / "nats", free_port()).start()
     local_pg = None
     try:
         if os.environ.get("DATABASE_URL"):
-            database_url = fresh_database(os.environ["DATABASE_URL"])
+            database_url = recreate_database(os.environ["DATABASE_URL"], BENCH_DB)
         else:
             local_pg = LocalPostgres(folder / "pg", free_port(), durable=False).start()
             database_url = local_pg.url

@@ -42,12 +42,11 @@ from pathlib import Path
 import httpx
 import nats
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.local import LocalNats, LocalPostgres, free_port, wait_for_port  # noqa: E402
+from services.local import LocalNats, LocalPostgres, free_port, recreate_database, wait_for_port  # noqa: E402
 from shared import db, subjects  # noqa: E402
 from shared import nats as natsx  # noqa: E402
 from shared.events import PlayerTracked, encode  # noqa: E402
@@ -145,7 +144,7 @@ class Stack:
             log_file=self.folder / "nats.log"
         )
         if os.environ.get("DATABASE_URL"):
-            database_url = fresh_database(os.environ["DATABASE_URL"])
+            database_url = recreate_database(os.environ["DATABASE_URL"], BENCH_DB)
         else:
             self.postgres = LocalPostgres(self.folder / "pg", free_port(), durable=False).start()
             database_url = self.postgres.url
@@ -213,13 +212,6 @@ class Stack:
                 shutil.rmtree(moved, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     moved.parent.rmdir()
-
-
-def fresh_database(url: str) -> str:
-    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return make_conninfo(url, dbname=BENCH_DB)
 
 
 def name_of(index: int) -> str:

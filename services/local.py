@@ -256,3 +256,16 @@ class LocalPostgres:
         with contextlib.suppress(OSError):  # the digest folder of a moved cluster, if empty
             if self.data_dir.parent.parent == Path("/var/tmp/osrs-diff"):
                 self.data_dir.parent.rmdir()
+
+
+def recreate_database(url: str, name: str) -> str:
+    """The database `name` on `url`'s server, dropped and created afresh (benchmarks on a
+    server of the user's: DATABASE_URL); returns its URL."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(url, dbname=name)
