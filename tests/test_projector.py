@@ -199,6 +199,38 @@ async def test_the_projector_service_applies_events_and_fetch_statuses(
     assert dead.headers["Osrs-Original-Subject"] == "osrs.status.fetch.garbage"
 
 
+async def test_poisoned_fetch_statuses_are_dead_lettered_and_the_rest_applied(js, database_url):
+    completed = FetchCompleted(
+        player_key="never_tracked", mode="regular", outcome=FetchOutcome.NOT_FOUND, http_status=404
+    )
+    newer = msgspec.structs.replace(completed, player_key="tomorrow", v=2)
+    await js.publish(subjects.status_subject("garbage"), b"\x00{", stream=subjects.STATUS_STREAM)
+    for status in (newer, completed):
+        await natsx.publish(
+            js,
+            subjects.status_subject(status.player_key),
+            status,
+            msg_id=f"{status.player_key}:{status.id}",  # the two share an event id
+            stream=subjects.STATUS_STREAM,
+        )
+    dead: list = []
+    projector, pool = await projector_for(database_url, dead)
+    sub = await js.pull_subscribe("osrs.status.fetch.*", stream=subjects.STATUS_STREAM)
+    statuses: list = []
+    while len(statuses) < 3:  # a pull may bring fewer than asked
+        statuses += await sub.fetch(3 - len(statuses), timeout=2)
+    try:
+        assert await projector.apply_batch(subjects.STATUS_STREAM, statuses) == 1
+    finally:
+        await pool.close()
+    assert [s for s, _ in dead] == [subjects.status_subject(k) for k in ("garbage", "tomorrow")]
+    assert "FetchCompleted v2" in dead[1][1]
+    # a status of a player the projector has never seen is kept, not dropped
+    assert rows(database_url, "SELECT player_key, outcome FROM fetch_status") == [
+        ("never_tracked", "not_found")
+    ]
+
+
 async def test_a_fetch_status_that_arrives_before_the_player_is_kept(js, database_url):
     completed = FetchCompleted(
         player_key="synth_mid", mode="regular", outcome=FetchOutcome.UNCHANGED, http_status=200
