@@ -40,8 +40,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.local import LocalNats, LocalPostgres, free_port, recreate_database, wait_for_port  # noqa: E402
-from shared import db, milestones, xp  # noqa: E402
+from services.local import LocalNats, LocalPostgres, bench_database, free_port, wait_for_port  # noqa: E402
+from shared import milestones, xp  # noqa: E402
 from shared.metrics import KNOWN_METRICS, metric_key  # noqa: E402
 from shared.packed import pack  # noqa: E402
 from sim.population import Population  # noqa: E402
@@ -523,13 +523,7 @@ def measure(folder: Path, size: str) -> dict[str, float]:
     local_nats = LocalNats(folder / "api-nats", free_port()).start()
     local_pg = api = None
     try:
-        if os.environ.get("DATABASE_URL"):
-            database_url = recreate_database(os.environ["DATABASE_URL"], BENCH_DB)
-        else:
-            local_pg = LocalPostgres(folder / "api-pg", free_port(), durable=False).start()
-            database_url = local_pg.url
-        db.ensure_database(database_url)
-        db.migrate(database_url)
+        database_url, local_pg = bench_database(folder / "api-pg", BENCH_DB)
         results: dict[str, float] = load_history(database_url, spec["players"], spec["days"])
         print(f"loaded {results}", file=sys.stderr, flush=True)
         api = Api(folder, database_url, local_nats.url).start()

@@ -35,8 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import api_load, fetch_rate, measures, stack  # noqa: E402
-from services.local import LocalNats, LocalPostgres, free_port, recreate_database  # noqa: E402
-from shared import db  # noqa: E402
+from services.local import LocalNats, bench_database, free_port  # noqa: E402
 from shared import nats as natsx  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
@@ -149,13 +148,7 @@ def run_log(size: str, folder: Path) -> tuple[dict, dict]:
     local_nats = LocalNats(folder / "nats", free_port()).start()
     local_pg = None
     try:
-        if os.environ.get("DATABASE_URL"):
-            database_url = recreate_database(os.environ["DATABASE_URL"], BENCH_DB)
-        else:
-            local_pg = LocalPostgres(folder / "pg", free_port(), durable=False).start()
-            database_url = local_pg.url
-        db.ensure_database(database_url)
-        db.migrate(database_url)
+        database_url, local_pg = bench_database(folder / "pg", BENCH_DB)
         # numbers, as results.json holds only numbers: kept for a run of other parts
         info = {
             "postgres_version_num": pg_version(database_url),

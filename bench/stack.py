@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -46,9 +45,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.local import LocalNats, LocalPostgres, free_port, recreate_database, wait_for_port  # noqa: E402
-from shared import db, subjects  # noqa: E402
+from services.local import LocalNats, LocalPostgres, bench_database, free_port, wait_for_port  # noqa: E402
 from shared import nats as natsx  # noqa: E402
+from shared import subjects  # noqa: E402
 from shared.events import PlayerTracked, encode  # noqa: E402
 from shared.metrics import metric_key  # noqa: E402
 from shared.modes import GameMode  # noqa: E402
@@ -143,13 +142,7 @@ class Stack:
         self.nats = LocalNats(self.folder / "nats", free_port()).start(
             log_file=self.folder / "nats.log"
         )
-        if os.environ.get("DATABASE_URL"):
-            database_url = recreate_database(os.environ["DATABASE_URL"], BENCH_DB)
-        else:
-            self.postgres = LocalPostgres(self.folder / "pg", free_port(), durable=False).start()
-            database_url = self.postgres.url
-        db.ensure_database(database_url)
-        db.migrate(database_url)
+        database_url, self.postgres = bench_database(self.folder / "pg", BENCH_DB)
         sim_port, api_port = free_port(), free_port()
         self.env = {
             **os.environ,
@@ -206,12 +199,7 @@ class Stack:
         if self.nats:
             self.nats.stop()
         if self.postgres:
-            self.postgres.stop()
-            moved = self.postgres.data_dir  # as root, a cluster under a closed folder moves
-            if not moved.is_relative_to(self.folder):
-                shutil.rmtree(moved, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    moved.parent.rmdir()
+            self.postgres.discard()  # also when, as root, it lives under /var/tmp
 
 
 def name_of(index: int) -> str:

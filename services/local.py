@@ -269,3 +269,19 @@ def recreate_database(url: str, name: str) -> str:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return make_conninfo(url, dbname=name)
+
+
+def bench_database(folder: Path, name: str) -> tuple[str, LocalPostgres | None]:
+    """A migrated database for a benchmark: `name` afresh on DATABASE_URL's server when that is
+    set, else a non-durable cluster in `folder`, returned so that the caller discards it."""
+    from shared import db
+
+    cluster = None
+    if os.environ.get("DATABASE_URL"):
+        url = recreate_database(os.environ["DATABASE_URL"], name)
+    else:
+        cluster = LocalPostgres(folder, free_port(), durable=False).start()
+        url = cluster.url
+    db.ensure_database(url)
+    db.migrate(url)
+    return url, cluster
