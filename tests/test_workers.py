@@ -151,11 +151,7 @@ async def test_fetcher_metrics_logs_and_a_fetch_in_hand_finished_on_sigterm(
 
         await _fetch(js, "Sim 2")  # answered 4 s late
 
-        async def in_hand() -> bool:
-            info = await js.consumer_info(subjects.CMD_STREAM, subjects.FETCHER_CONSUMER)
-            return info.num_ack_pending == 1
-
-        await until(in_hand, 10, "the slow fetch in hand", fetcher)
+        await until(lambda: _one_in_hand(js), 10, "the slow fetch in hand", fetcher)
         code, took = fetcher.terminate()
     finally:
         fetcher.kill()
@@ -164,6 +160,12 @@ async def test_fetcher_metrics_logs_and_a_fetch_in_hand_finished_on_sigterm(
     assert await _fetched(js, "sim_2")  # finished, not dropped
     info = await js.consumer_info(subjects.CMD_STREAM, subjects.FETCHER_CONSUMER)
     assert (info.num_pending, info.num_ack_pending) == (0, 0)  # and acked
+
+
+async def _one_in_hand(js) -> bool:
+    """The fetcher holds one command it has not acked yet."""
+    info = await js.consumer_info(subjects.CMD_STREAM, subjects.FETCHER_CONSUMER)
+    return info.num_ack_pending == 1
 
 
 async def test_fetcher_hands_back_a_fetch_still_waiting_when_the_grace_ends(
@@ -180,11 +182,7 @@ async def test_fetcher_hands_back_a_fetch_still_waiting_when_the_grace_ends(
         await fetcher.until_ready()
         await _fetch(js, "Sim 2")
 
-        async def in_hand() -> bool:
-            info = await js.consumer_info(subjects.CMD_STREAM, subjects.FETCHER_CONSUMER)
-            return info.num_ack_pending == 1
-
-        await until(in_hand, 10, "the slow fetch in hand", fetcher)
+        await until(lambda: _one_in_hand(js), 10, "the slow fetch in hand", fetcher)
         code, took = fetcher.terminate()
     finally:
         fetcher.kill()
