@@ -61,7 +61,8 @@ class SimApp:
         self, population: Population, clock: Clock = time.time, faults: FaultConfig = NO_FAULTS
     ) -> None:
         self.population = population
-        self.clock = clock
+        self._source = clock
+        self.frozen_at: float | None = None  # PUT /_sim/clock: time stands still (no progress)
         self.pins = PinBoard()
         self.faults = FaultBoard(population.seed, faults, clock())
         self.requests = 0
@@ -134,6 +135,18 @@ class SimApp:
     async def _answer(self, send: Send, reply: Reply) -> None:
         self.by_status[reply.status] += 1
         await send_reply(send, reply)
+
+    def clock(self) -> float:
+        """Now for the population: the source clock, or the instant it was frozen at."""
+        return self._source() if self.frozen_at is None else self.frozen_at
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop time (every later answer shows the payloads of this instant) or let it go on;
+        while frozen, progress is not lost but deferred: unfreezing jumps to the source time."""
+        if not frozen:
+            self.frozen_at = None
+        elif self.frozen_at is None:
+            self.frozen_at = self._source()
 
     def set_faults(self, config: FaultConfig) -> None:
         self.faults.set(config, self.clock())

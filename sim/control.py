@@ -7,6 +7,7 @@ GET    /_sim/truth?player=&module=&fmt=json|csv&t=   (the payload without pins o
 GET    /_sim/pins             DELETE /_sim/pins
 POST   /_sim/pin/{name}       DELETE /_sim/pin/{name}
 GET    /_sim/faults           PUT /_sim/faults (the whole config)   DELETE /_sim/faults
+GET    /_sim/clock            PUT /_sim/clock {"frozen": true|false}  (stop or restart time)
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ async def control(app: SimApp, scope: Scope, receive: Receive, path: str) -> Rep
         return _players(app, query(scope))
     if path == "/_sim/truth" and method == "GET":
         return _truth(app, query(scope))
+    if path == "/_sim/clock" and method in ("GET", "PUT"):
+        return await _clock(app, method, receive)
     if path == "/_sim/faults" and method in ("GET", "PUT", "DELETE"):
         return await _faults(app, method, receive)
     if path == "/_sim/pins" and method in ("GET", "DELETE"):
@@ -129,6 +132,23 @@ def _truth(app: SimApp, params: dict[str, list[str]]) -> Reply:
     if body is None:
         return NOT_FOUND
     return Reply(200, body, JSON if fmt == "json" else CSV)
+
+
+class ClockChange(msgspec.Struct, forbid_unknown_fields=True):
+    frozen: bool
+
+
+async def _clock(app: SimApp, method: str, receive: Receive) -> Reply:
+    if method == "PUT":
+        raw = await read_body(receive)
+        if raw is None:
+            return detail(413, f"a clock body is at most {MAX_BODY} bytes")
+        try:
+            change = msgspec.json.decode(raw, type=ClockChange)
+        except msgspec.DecodeError as exc:
+            return detail(400, f'bad clock change (want {{"frozen": true|false}}): {exc}')
+        app.freeze(change.frozen)
+    return json_reply(200, {"now": app.clock(), "frozen": app.frozen_at is not None})
 
 
 async def _faults(app: SimApp, method: str, receive: Receive) -> Reply:

@@ -219,6 +219,24 @@ async def test_the_payload_follows_the_clock(sim: httpx.AsyncClient, population,
     assert progress(before.json()) != progress(after.json())
 
 
+async def test_a_frozen_clock_stops_progress_until_it_runs_again(
+    sim: httpx.AsyncClient, population, clock
+) -> None:
+    active = first(population, lambda p: p.active)
+    frozen = await sim.put("/_sim/clock", json={"frozen": True})
+    assert frozen.json() == {"now": clock.t, "frozen": True}
+    before = await sim.get(lookup(), params={"player": active.name})
+    clock.t += 3 * population.tick_s
+    assert (await sim.get(lookup(), params={"player": active.name})).content == before.content
+    assert (await sim.get("/_sim/truth", params={"player": active.name})).content == before.content
+    running = await sim.put("/_sim/clock", json={"frozen": False})
+    assert running.json() == {"now": clock.t, "frozen": False}
+    after = await sim.get(lookup(), params={"player": active.name})
+    assert progress(before.json()) != progress(after.json())
+    bad = await sim.put("/_sim/clock", json={"frozen": "yes"})
+    assert bad.status_code == 400 and "frozen" in bad.json()["detail"]
+
+
 @pytest.mark.parametrize(
     "path,params",
     [
