@@ -99,6 +99,7 @@ class FetchCompleted(Message, frozen=True, kw_only=True):
     http_status: int | None = None
     detail: str = ""
     not_found_streak: int = 0  # consecutive not_found answers, this one included
+    request_id: str = ""  # the id of the FetchRequested served ("" in events written before it)
 
 
 Interval = Annotated[int, msgspec.Meta(gt=0)]

@@ -59,9 +59,11 @@ def _cmd(name="Synth Mid") -> FetchRequested:
 
 async def test_first_fetch_is_observed_and_an_idle_player_produces_no_observation(js):
     handler = await _handler(js, ScriptedHiscores())
-    first = (await handler.handle(_cmd())).completed
-    second = (await handler.handle(_cmd())).completed
+    commands = [_cmd(), _cmd()]
+    first = (await handler.handle(commands[0])).completed
+    second = (await handler.handle(commands[1])).completed
     assert (first.outcome, second.outcome) == (FetchOutcome.CHANGED, FetchOutcome.UNCHANGED)
+    assert [first.request_id, second.request_id] == [c.id for c in commands]  # which it served
     assert await _count(js, subjects.EVT_STREAM, subjects.observed_subject("synth_mid")) == 1
     msg = await js.get_last_msg(subjects.EVT_STREAM, subjects.observed_subject("synth_mid"))
     observed = decode(msg.data, HiscoreObserved)

@@ -67,6 +67,7 @@ class FetchHandler:
             http_status=answer.http_status,
             detail=answer.detail,
             not_found_streak=await self._count_misses(cmd, outcome),
+            request_id=cmd.id,
         )
         await natsx.publish(
             self.js,
