@@ -138,8 +138,13 @@ class Stack:
         self.env: dict[str, str] = {}
         self.metrics_ports: dict[str, int] = {}
 
-    def start_servers(self, players: int) -> None:
-        self.nats = LocalNats(self.folder / "nats", free_port()).start(
+    def start_servers(
+        self, players: int, sim_args: tuple[str, ...] = (), nats_monitor: bool = False
+    ) -> None:
+        """`sim_args`: more simulator options (bench/soak.py: `--tick`); `nats_monitor`:
+        nats-server's monitoring on a port of its own (`self.nats.monitor_port`)."""
+        monitor_port = free_port() if nats_monitor else None
+        self.nats = LocalNats(self.folder / "nats", free_port(), monitor_port).start(
             log_file=self.folder / "nats.log"
         )
         database_url, self.postgres = bench_database(self.folder / "pg", BENCH_DB)
@@ -159,7 +164,7 @@ class Stack:
         }
         self.env.pop("OSRS_DEV", None)
         args = ["-m", "services.cli", "sim", "--players", str(players), "--port", str(sim_port)]
-        self.spawn("sim", [*args, "--epoch", "now"])
+        self.spawn("sim", [*args, "--epoch", "now", *sim_args])
         wait_for_port(sim_port, 60, self.procs["sim"])
 
     def spawn(self, name: str, args: list[str]) -> None:
@@ -206,7 +211,7 @@ def name_of(index: int) -> str:
     return f"Sim {index}"
 
 
-async def track_players(nats_url: str, players: int) -> None:
+async def track_players(nats_url: str, players: int, interval_s: int = INTERVAL_S) -> None:
     """PlayerTracked for Sim 1..players, stamped two hours ago (their current slot is owed)."""
     client = await nats.connect(nats_url)
     try:
@@ -220,7 +225,7 @@ async def track_players(nats_url: str, players: int) -> None:
                     player_key=f"sim_{i}",
                     display_name=name_of(i),
                     mode=GameMode.REGULAR,
-                    interval_s=INTERVAL_S,
+                    interval_s=interval_s,
                     by="bench",
                     at=at,
                 )

@@ -59,9 +59,12 @@ def nats_server_binary() -> str:
 
 
 class LocalNats:
-    def __init__(self, store_dir: Path, port: int) -> None:
+    """`monitor_port`: nats-server's HTTP monitoring (/varz, /connz, /jsz) there, else none."""
+
+    def __init__(self, store_dir: Path, port: int, monitor_port: int | None = None) -> None:
         self.store_dir = Path(store_dir)
         self.port = port
+        self.monitor_port = monitor_port
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -81,6 +84,7 @@ class LocalNats:
                 str(self.port),
                 "-sd",
                 str(self.store_dir),
+                *(["-m", str(self.monitor_port)] if self.monitor_port else []),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
