@@ -68,6 +68,12 @@ class SimApp:
         self.requests = 0
         self.by_status: Counter[int] = Counter()
         self.by_fault: Counter[str] = Counter()
+        # Lookups being answered now, per player, and the most seen at once: how a test sees
+        # that a player never has two fetches in flight, and that a fetcher keeps to its limit.
+        self.open = 0
+        self.open_by_player: Counter[str] = Counter()
+        self.most_open = 0
+        self.most_open_per_player = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -85,6 +91,19 @@ class SimApp:
         if isinstance(lookup, Reply):
             await self._answer(send, lookup)
             return
+        self.open += 1
+        self.open_by_player[lookup.key] += 1
+        self.most_open = max(self.most_open, self.open)
+        self.most_open_per_player = max(self.most_open_per_player, self.open_by_player[lookup.key])
+        try:
+            await self._hiscores(lookup, receive, send)
+        finally:
+            self.open -= 1
+            self.open_by_player[lookup.key] -= 1
+            if not self.open_by_player[lookup.key]:
+                del self.open_by_player[lookup.key]
+
+    async def _hiscores(self, lookup: Lookup, receive: Receive, send: Send) -> None:
         pin = self.pins.take(lookup.key, lookup.module)
         if pin is not None:
             await self._answer(send, Reply(pin.status, pin.body, pin.content_type.encode()))
@@ -157,12 +176,16 @@ class SimApp:
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "faults": dict(sorted(self.by_fault.items())),
             "outage_now": self.faults.outage_now(self.clock()),
+            "most_in_flight": self.most_open,
+            "most_in_flight_per_player": self.most_open_per_player,
         }
 
     def clear_stats(self) -> None:
         self.requests = 0
         self.by_status.clear()
         self.by_fault.clear()
+        self.most_open = self.open
+        self.most_open_per_player = max(self.open_by_player.values(), default=0)
 
 
 def _retry_after(fault: str, config: FaultConfig) -> int | None:

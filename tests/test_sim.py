@@ -334,6 +334,8 @@ async def test_health_players_and_stats(sim: httpx.AsyncClient, population: Popu
         "by_status": {"200": 2, "404": 1},
         "faults": {},
         "outage_now": False,
+        "most_in_flight": 1,
+        "most_in_flight_per_player": 1,
     }
     assert (await sim.delete("/_sim/stats")).status_code == 204
     stats = (await sim.get("/_sim/stats")).json()
