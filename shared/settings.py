@@ -56,6 +56,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 64 * 1024
     cors_origins: tuple[str, ...] = ()  # none: no CORS headers at all
     hsts: bool = False  # the API is served over HTTPS only
+    # API overload (services/api/shedding.py): requests beyond these get 503 + Retry-After at once
+    api_max_inflight: int = 64  # requests being served per API process
+    api_max_queued: int = 64  # requests waiting for one of those slots
+    api_queue_timeout_s: float = 1.0  # the longest a request waits for a slot
+    api_pool_timeout_s: float = 2.0  # the longest a request waits for a Postgres connection
+    api_statement_timeout_s: float = 5.0  # the longest one API query may run
     # Operations (shared/telemetry.py, shared/logs.py, shared/service.py)
     log_format: str = "auto"  # auto: JSON lines unless stderr is a terminal
     metrics_host: str = "127.0.0.1"
@@ -106,6 +112,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_body_bytes=_int(env, "OSRS_MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
             cors_origins=_origins(env, "OSRS_CORS_ORIGINS"),
             hsts=_flag(env, "OSRS_HSTS"),
+            api_max_inflight=_int(env, "OSRS_API_MAX_INFLIGHT", d.api_max_inflight, minimum=1),
+            api_max_queued=_int(env, "OSRS_API_MAX_QUEUED", d.api_max_queued, minimum=0),
+            api_queue_timeout_s=_float(env, "OSRS_API_QUEUE_TIMEOUT_S", d.api_queue_timeout_s),
+            api_pool_timeout_s=_float(env, "OSRS_API_POOL_TIMEOUT_S", d.api_pool_timeout_s),
+            api_statement_timeout_s=_float(
+                env, "OSRS_API_STATEMENT_TIMEOUT_S", d.api_statement_timeout_s
+            ),
             log_format=_choice(env, "OSRS_LOG_FORMAT", LOG_FORMATS, d.log_format),
             metrics_host=env.get("OSRS_METRICS_HOST") or d.metrics_host,
             metrics_port=_port(env, "OSRS_METRICS_PORT"),

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
+import psycopg
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
 from litestar.logging.config import LoggingConfig
@@ -25,6 +26,13 @@ from services.api.players import PlayersController
 from services.api.ratelimit import LoginThrottle, LoginThrottleMiddleware
 from services.api.records import RecordsController
 from services.api.schemas import Health
+from services.api.shedding import (
+    QUIET_ERRORS,
+    Admission,
+    configure_pool,
+    database_unavailable,
+    limit_in_flight,
+)
 from services.api.tokens import AccessTokens, TokenAuth
 from services.api.users import UsersController
 from shared import db, logs
@@ -81,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # write of more than one statement runs in `conn.transaction()`, which still makes it one
     # transaction; under READ COMMITTED the reads gain nothing from an implicit one.
     pool.kwargs["autocommit"] = True
+    configure_pool(pool, settings)  # a bounded wait for a connection, a statement timeout
     login_throttle = LoginThrottle.from_settings(settings)
 
     @asynccontextmanager
@@ -128,12 +137,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
             configure_root_logger=False,
             log_exceptions="always",
             # A refused request is the client's error, not ours: no stack trace for it.
-            disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 422, 429},
+            # Nor for the overload answers (services/api/shedding.py): they are counted.
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 422, 429, 503, *QUIET_ERRORS},
             handlers={},
             formatters={},
             loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}},
         ),
-        on_app_init=[TokenAuth(tokens, pool).on_app_init, telemetry.outermost],
+        exception_handlers={psycopg.OperationalError: database_unavailable},
+        # Each hook puts its middleware outside those before it: the request metrics, the
+        # load shedding, then the token check.
+        on_app_init=[
+            TokenAuth(tokens, pool).on_app_init,
+            limit_in_flight(Admission.from_settings(settings)),
+            telemetry.outermost,
+        ],
         state=State(
             {
                 "settings": settings,
