@@ -27,6 +27,9 @@ log = logging.getLogger("osrs.nats")
 
 DAY = 86_400
 DUPLICATE_WINDOW = 120.0
+# The scheduler lease: a leader that dies (kill -9, a lost node) is replaced within this; its
+# holder renews it every second (services/scheduler/app.py LEASE_RENEW_S).
+LEASE_TTL_S = 4.0
 
 
 def stream_configs(settings: Settings | None = None) -> list[StreamConfig]:
@@ -80,7 +83,7 @@ def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
         KeyValueConfig(
             bucket=subjects.FETCH_HASHES_BUCKET, history=1, storage=StorageType.FILE, direct=True
         ),
-        KeyValueConfig(bucket=subjects.SCHEDULER_LEASE_BUCKET, history=1, ttl=10.0),
+        KeyValueConfig(bucket=subjects.SCHEDULER_LEASE_BUCKET, history=1, ttl=LEASE_TTL_S),
     ]
 
 

@@ -4,6 +4,7 @@ the Postgres read models."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 
@@ -22,7 +23,8 @@ from shared.settings import Settings
 log = logging.getLogger("osrs.projector")
 
 LOCK_ID = 0x05C5D1F0  # pg_advisory_lock id: one active projector, the others stand by
-LOCK_CHECK_S = 2.0
+LOCK_CHECK_S = 1.0
+LOCK_RETRY_S = 0.5
 
 
 def create_app(settings: Settings) -> FastStream:
@@ -71,16 +73,28 @@ def create_app(settings: Settings) -> FastStream:
         log.info("projector_ready checkpoints=%s", checkpoints)
 
     async def watch_lock() -> None:
-        """A lost lock connection means another projector may now be active: stop, and let the
-        supervisor restart this one as a standby."""
+        """A lost lock connection (Postgres went away, or the connection did) means another
+        projector may now be active: stop applying, wait to hold the lock again (as a standby
+        while another projector holds it), then go on from the checkpoints."""
         while True:
             await asyncio.sleep(LOCK_CHECK_S)
             try:
                 await state["lock"].execute("SELECT 1")
             except psycopg.Error as exc:
-                log.error("projector_lock_lost reason=%s: stopping", exc)
-                app.exit()
-                return
+                log.warning("projector_lock_lost reason=%s: pausing", str(exc).strip())
+                await state["feeds"].stop(grace_s=0)  # nothing in hand can commit now
+                with contextlib.suppress(psycopg.Error):
+                    await state["lock"].close()
+                state["lock"] = await lead(settings.database_url, retry_s=LOCK_RETRY_S)
+                await resume()
+
+    async def resume() -> None:
+        js = broker.connection.jetstream()
+        checkpoints = await projector.checkpoints()
+        await reset_consumers(js, checkpoints)
+        state["feeds"] = FeedLoops(js, projector, on_applied=state["relay"].wake.set)
+        state["feeds"].start()
+        log.info("projector_resumed checkpoints=%s", checkpoints)
 
     @app.after_startup
     async def begin() -> None:
@@ -113,10 +127,19 @@ def create_app(settings: Settings) -> FastStream:
     return app
 
 
-async def lead(database_url: str) -> psycopg.AsyncConnection:
+async def lead(database_url: str, retry_s: float | None = None) -> psycopg.AsyncConnection:
     """Hold the projector lock on a connection of its own; a second projector waits here as a
-    standby until the first one's connection is gone."""
-    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    standby until the first one's connection is gone. With `retry_s`, a database that does not
+    answer is tried again every `retry_s` seconds instead of failing."""
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+            break
+        except psycopg.OperationalError as exc:
+            if retry_s is None:
+                raise
+            log.warning("projector_lock_retry in=%.1fs reason=%s", retry_s, str(exc).strip())
+            await asyncio.sleep(retry_s)
     row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_ID,))).fetchone()
     if not row[0]:
         log.info("projector_standby waiting for the active projector to stop")

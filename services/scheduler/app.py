@@ -31,7 +31,7 @@ from shared.settings import Settings
 
 log = logging.getLogger("osrs.scheduler")
 
-LEASE_RENEW_S = 3.0
+LEASE_RENEW_S = 1.0  # a quarter of the lease TTL (shared/nats.py LEASE_TTL_S)
 WRONG_LAST_SEQUENCE = 10071  # JetStream's err_code for a compare-and-set on a stale revision
 MAX_SLEEP_S = 1.0
 RETRY_S = 2.0
