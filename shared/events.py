@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -219,20 +220,65 @@ class UnknownVersion(msgspec.ValidationError):
     such a message is refused (and dead-lettered, to replay once the consumer is upgraded)."""
 
 
+# Upcasting: the log keeps every event for ever, so each version bump of a type comes with a
+# function that turns a payload of the version before into the next one (fields as JSON
+# values); `decode` chains them up to the current version. Registered with `upcaster` beside
+# the bump, e.g. `@upcaster(FetchCompleted, 1)` for v1 -> v2. None yet: every change so far
+# added an optional field within v1 (tests/data/events/ has events as each version wrote them).
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[type, int], Upcaster] = {}
+
+
+def upcaster(type_: type[Message], from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register the function that turns a `type_` payload of `from_version` into the next."""
+
+    def register(step: Upcaster) -> Upcaster:
+        UPCASTERS[(type_, from_version)] = step
+        return step
+
+    return register
+
+
 def decode(data: bytes, type_: type[T]) -> T:
-    """Decode one message; raises msgspec.DecodeError / ValidationError with the reason."""
+    """Decode one message, upcast to the current version when older; raises
+    msgspec.DecodeError / ValidationError (UnknownVersion for a newer one) with the reason."""
     known = _decoders.get(type_)
     if known is None:
         version = next((f.default for f in msgspec.structs.fields(type_) if f.name == "v"), 0)
         known = _decoders[type_] = (msgspec.json.Decoder(type_), version)
     decoder, version = known
-    message = decoder.decode(data)
-    if version and message.v > version:
+    try:
+        message = decoder.decode(data)
+    except msgspec.ValidationError as error:
+        # An older (or newer) shape may not fit the current type: its `v` says which.
+        return _upcast(data, type_, version, error)
+    if not version or message.v == version:
+        return message
+    return _upcast(data, type_, version, None)
+
+
+def _upcast(data: bytes, type_: type[T], version: int, error: Exception | None) -> T:
+    fields = msgspec.json.decode(data)
+    found = fields.get("v") if isinstance(fields, dict) else None
+    if not version or not isinstance(found, int) or found == version:
+        raise error or msgspec.ValidationError(f"{type_.__name__}: no version")
+    if found > version:
         raise UnknownVersion(
-            f"{type_.__name__} v{message.v}: this code reads up to v{version}; upgrade the "
+            f"{type_.__name__} v{found}: this code reads up to v{version}; upgrade the "
             "consumer, then replay it (osrs-diff dlq replay)"
         )
-    return message
+    for v in range(found, version):
+        step = UPCASTERS.get((type_, v))
+        if step is None:
+            raise msgspec.ValidationError(
+                f"{type_.__name__} v{found}: no upcaster from v{v} to v{v + 1}"
+            )
+        try:
+            fields = step(fields)
+        except (KeyError, TypeError, ValueError) as exc:  # a payload the step cannot read
+            raise msgspec.ValidationError(f"{type_.__name__} v{v} -> v{v + 1}: {exc!r}") from exc
+        fields["v"] = v + 1
+    return _decoders[type_][0].decode(msgspec.json.encode(fields))
 
 
 def event_type_for(subject: str) -> type[Message] | None:
