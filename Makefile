@@ -59,6 +59,10 @@ clean: ## remove .data (embedded NATS and Postgres data)
 deploy-check: $(STAMP) ## check the Dockerfile, deploy/compose.yaml and the Kubernetes overlays offline
 	$(PY) -m pytest tests/test_deploy.py -q
 
+.PHONY: chaos
+chaos: $(STAMP) ## the full chaos run (~5 min): kill -9 of everything, then checks against the truth
+	OSRS_CHAOS=1 OSRS_CHAOS_REPORT=$${OSRS_CHAOS_REPORT:-chaos-report.md} $(PY) -m pytest tests/chaos/test_chaos.py -k full -s -p no:cacheprovider
+
 .PHONY: bench bench-full
 bench: $(STAMP) ## the benchmarks, quick sizes (< 5 min): bench/results.json, BENCHMARKS.md
 	$(PY) bench/run.py

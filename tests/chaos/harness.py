@@ -1,0 +1,814 @@
+"""The chaos harness: the whole product as processes over a nats-server (file storage) and a
+Postgres of its own, the hiscores simulator with real progress, and faults: kill -9 of a
+service (restarted at once, as Kubernetes or `osrs-diff up` would), of nats-server or of
+Postgres (back after a short outage); then a rolling restart (SIGTERM, then a new process) of
+each service in turn. After the faults, the simulator's clock stops and the
+harness compares what osrs-diff stored and published with the simulator's truth.
+
+What "recovered" means for a fault: from the moment the killed thing is back (the service
+respawned, the server accepting connections again), the whole flow moves again: the scheduler
+publishes a new command, a fetcher publishes a new outcome, the projector applies an outcome
+published after that moment, the API answers an authenticated read, and every worker's /ready
+says 200. Nothing but the killed process is restarted by the harness: every other service has
+to find its way back by itself (an unexpected exit is recorded as a crash and fails the run).
+
+"No command lost" is checked against a ledger: a mirror of OSRS_STATUS (limits retention, all
+messages, on the same file storage) that keeps every FetchCompleted; each names the command it
+served (`request_id`). Every command OSRS_CMD ever stored must have a final outcome there or a
+dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import msgspec
+import nats
+import psycopg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig, StreamSource
+
+from services.local import LocalNats, LocalPostgres, free_port, wait_for_port
+from shared import db, subjects
+from shared import nats as natsx
+from shared.events import FetchCompleted, FetchOutcome, PlayerTracked, encode
+from shared.metrics import metric_key
+from shared.modes import GameMode
+from shared.settings import Settings
+
+SERVICES = ("projector", "fetcher", "api", "scheduler")
+WORKERS = ("projector", "fetcher", "scheduler")  # the API has /health/ready instead
+TARGETS = (*SERVICES, "nats", "postgres")
+RECOVERY_BOUND_S = 10.0  # the issue's bar: back within 10 s of the dependency
+RECOVERY_WAIT_S = 40.0  # how long the harness waits before calling a fault unrecovered
+LEDGER = "CHAOS_STATUS_LEDGER"
+KILL, TERM = "kill -9", "SIGTERM"  # a crash; a rolling restart's stop
+USER, PASSWORD = "chaos", "chaos-password-1"
+GRACE_S = 5.0  # OSRS_SHUTDOWN_GRACE_S of the services
+TRANSIENT = {FetchOutcome.UNAVAILABLE, FetchOutcome.RATE_LIMITED}
+
+
+@dataclass(frozen=True)
+class Size:
+    players: int
+    interval_s: int  # every player is fetched this often
+    tick_s: int  # an active simulated player gains something this often
+    rounds: int  # each target is killed this many times, in a random order
+    gap_s: tuple[float, float]  # pause after a recovery before the next fault
+    outage_s: tuple[float, float]  # how long nats-server or Postgres stays down
+
+
+SHORT = Size(players=600, interval_s=12, tick_s=6, rounds=1, gap_s=(1, 3), outage_s=(1, 2))
+FULL = Size(players=2000, interval_s=30, tick_s=10, rounds=3, gap_s=(3, 8), outage_s=(1, 5))
+
+
+@dataclass
+class Fault:
+    number: int
+    target: str
+    how: str  # KILL or TERM
+    at_s: float  # since the faults began
+    down_s: float  # from the kill until it was back
+    recovered_s: float | None = None  # from back until the flow moved again; None: never
+    waiting_for: str = ""  # what was still missing when the harness gave up
+    exit_code: int | None = None  # of a service stopped with SIGTERM: 0, within its grace
+
+    @property
+    def ok(self) -> bool:
+        clean = self.how == KILL or self.exit_code == 0
+        return clean and self.recovered_s is not None and self.recovered_s <= RECOVERY_BOUND_S
+
+
+@dataclass(frozen=True)
+class Marks:
+    status: int  # OSRS_STATUS's last sequence
+    scheduled: float  # the scheduler process's osrs_fetches_scheduled_total
+
+
+@dataclass
+class Check:
+    what: str
+    expected: str
+    observed: str
+    ok: bool
+
+
+@dataclass
+class Report:
+    size: Size
+    seed: int
+    faults: list[Fault] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        faults_ok = all(f.ok for f in self.faults)
+        return faults_ok and all(c.ok for c in self.checks) and not self.crashes
+
+    def table(self) -> str:
+        lines = [
+            f"Chaos run: {self.size.players} players fetched every {self.size.interval_s} s, "
+            f"progress every {self.size.tick_s} s, {len(self.faults)} faults, seed {self.seed}",
+            "",
+            "| # | at (s) | fault | down (s) | flowing again after (s) | ok |",
+            "|---|---|---|---|---|---|",
+        ]
+        for f in self.faults:
+            recovered = "never" if f.recovered_s is None else f"{f.recovered_s:.1f}"
+            exited = "" if f.exit_code is None else f" (exit {f.exit_code})"
+            if f.waiting_for:
+                recovered += f" (waiting for: {f.waiting_for})"
+            lines.append(
+                f"| {f.number} | {f.at_s:.0f} | {f.how} {f.target}{exited} | {f.down_s:.1f} | "
+                f"{recovered} | "
+                f"{'yes' if f.ok else 'NO'} |"
+            )
+        lines += ["", "| check | expected | observed | ok |", "|---|---|---|---|"]
+        for c in self.checks:
+            lines.append(f"| {c.what} | {c.expected} | {c.observed} | {'yes' if c.ok else 'NO'} |")
+        if self.crashes:
+            lines += ["", "Unexpected exits (restarted by the harness):", *self.crashes]
+        if self.figures:
+            lines += ["", ", ".join(f"{k} {v:g}" for k, v in self.figures.items())]
+        return "\n".join(lines)
+
+
+def name_of(index: int) -> str:
+    return f"Sim {index}"
+
+
+def key_of(index: int) -> str:
+    return f"sim_{index}"
+
+
+class Stack:
+    """nats-server, Postgres, the simulator and the four services, in `folder`."""
+
+    def __init__(self, folder: Path, size: Size, seed: int) -> None:
+        self.folder = folder
+        self.size = size
+        self.seed = seed
+        self.nats = LocalNats(folder / "nats", free_port())
+        self.postgres = LocalPostgres(folder / "pg", free_port())  # durable: fsync, as in prod
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.killing: set[str] = set()  # processes the harness is killing on purpose
+        self.crashes: list[str] = []
+        self.sim_url = ""
+        self.api_url = ""
+        self.metrics_ports = {name: free_port() for name in WORKERS}
+        self.env: dict[str, str] = {}
+
+    # -- servers -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.start_nats()
+        self.postgres.start()
+        db.ensure_database(self.postgres.url)
+        db.migrate(self.postgres.url)
+        sim_port, api_port = free_port(), free_port()
+        self.sim_url = f"http://127.0.0.1:{sim_port}"
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("OSRS_", "API_"))},
+            "NATS_URL": self.nats.url,
+            "DATABASE_URL": self.postgres.url,
+            "OSRS_HISCORES_URL": self.sim_url,
+            "OSRS_JWT_SECRET": secrets.token_urlsafe(48),
+            "OSRS_ADMIN_USERNAME": USER,
+            "OSRS_ADMIN_PASSWORD": PASSWORD,
+            "OSRS_FETCH_RATE": "1000",
+            "OSRS_FETCH_INTERVAL": str(self.size.interval_s),
+            "OSRS_REFRESH_COOLDOWN": "5",
+            "OSRS_SHUTDOWN_GRACE_S": str(GRACE_S),
+            "API_PORT": str(api_port),
+            "OSRS_LOG_FORMAT": "json",
+        }
+        sim = ["-m", "services.cli", "sim", "--players", str(self.size.players)]
+        sim += ["--port", str(sim_port), "--tick", str(self.size.tick_s), "--epoch", "now"]
+        self.spawn("sim", [*sim, "--seed", str(self.seed)])
+        wait_for_port(sim_port, 30, self.procs["sim"])
+
+    def start_nats(self) -> None:
+        self.nats.start(log_file=self.folder / "nats.log")
+
+    def spawn(self, name: str, args: list[str] | None = None) -> None:
+        env = dict(self.env)
+        if name in self.metrics_ports:
+            env["OSRS_METRICS_PORT"] = str(self.metrics_ports[name])
+        with open(self.folder / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, *(args or ["-m", f"services.{name}"])],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs.values()):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.nats.stop()
+        self.postgres.discard()
+
+    # -- faults --------------------------------------------------------------------------
+
+    def kill_service(self, name: str) -> None:
+        proc = self.procs[name]
+        self.killing.add(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self.killing.discard(name)
+
+    def stop_service(self, name: str) -> int | None:
+        """SIGTERM, as a rolling restart does; the exit status (None: still running after its
+        grace and 5 s more, then killed)."""
+        proc = self.procs[name]
+        self.killing.add(name)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(GRACE_S + 5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return None
+        finally:
+            self.killing.discard(name)
+
+    def kill_nats(self) -> None:
+        self.nats.stop(kill=True)
+
+    def kill_postgres(self) -> None:
+        """kill -9 of the postmaster and every backend at once: the server machine dies."""
+        pid = int((self.postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        victims = [pid, *children_of(pid)]
+        for victim in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(alive(v) for v in victims) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def start_postgres(self) -> None:
+        """Back after a crash: crash recovery replays the WAL; retried while the old processes'
+        shared memory is still going away."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.postgres.start()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def supervise(self) -> None:
+        """Restart any service that exited without being killed, and remember it."""
+        for name, proc in list(self.procs.items()):
+            if name not in self.killing and proc.poll() is not None:
+                tail = (self.folder / f"{name}.log").read_text(errors="replace")[-1500:]
+                self.crashes.append(f"- {name} exited with {proc.returncode}: ...{tail[-600:]}")
+                if name == "sim":
+                    raise RuntimeError(f"the simulator died:\n{tail}")
+                self.spawn(name)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def _quiet(exc: Exception) -> None:
+    pass
+
+
+async def _quiet_event() -> None:
+    pass
+
+
+class Observer:
+    """The harness's own view: a NATS connection that reconnects forever, Postgres queries on
+    fresh connections, HTTP clients for the API, the simulator and the workers' /ready."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.nc: nats.NATS | None = None
+        self.api = httpx.AsyncClient(base_url=stack.api_url, timeout=5)
+        self.sim = httpx.AsyncClient(base_url=stack.sim_url, timeout=10)
+        self.http = httpx.AsyncClient(timeout=2)
+
+    async def open(self) -> None:
+        self.nc = await nats.connect(
+            self.stack.nats.url,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.1,
+            allow_reconnect=True,
+            error_cb=_quiet,  # the outages are on purpose: no tracebacks in the output
+            disconnected_cb=_quiet_event,
+        )
+        js = self.js
+        await natsx.declare(js, Settings(nats_url=self.stack.nats.url))
+        await js.add_stream(
+            StreamConfig(name=LEDGER, mirror=StreamSource(name=subjects.STATUS_STREAM))
+        )
+
+    async def close(self) -> None:
+        for client in (self.api, self.sim, self.http):
+            await client.aclose()
+        if self.nc is not None:
+            await self.nc.close()
+
+    @property
+    def js(self):
+        return self.nc.jetstream(timeout=2)
+
+    async def last_seq(self, stream: str) -> int:
+        return (await self.js.stream_info(stream)).state.last_seq
+
+    async def query(self, sql: str, *params) -> list[tuple]:
+        async with await psycopg.AsyncConnection.connect(
+            self.stack.postgres.url, connect_timeout=2
+        ) as conn:
+            return await (await conn.execute(sql, params)).fetchall()
+
+    async def login(self) -> None:
+        login = {"username": USER, "password": PASSWORD}
+        answer = await self.api.post("/v1/auth/token", json=login)
+        answer.raise_for_status()
+        self.api.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+
+    async def track(self, players: int) -> None:
+        """PlayerTracked for every simulated player, straight into the log (as an import)."""
+        at = datetime.now(UTC) - timedelta(seconds=self.stack.size.interval_s)
+        for start in range(1, players + 1, 500):
+            batch = []
+            for i in range(start, min(start + 500, players + 1)):
+                event = PlayerTracked(
+                    player_key=key_of(i),
+                    display_name=name_of(i),
+                    mode=GameMode.REGULAR,
+                    interval_s=self.stack.size.interval_s,
+                    by="chaos",
+                    at=at,
+                )
+                batch.append(
+                    self.js.publish(
+                        subjects.PLAYER_TRACKED,
+                        encode(event),
+                        stream=subjects.EVT_STREAM,
+                        headers={"Nats-Msg-Id": event.id},
+                    )
+                )
+            await asyncio.gather(*batch)
+
+    # -- "is it flowing?" ---------------------------------------------------------------
+
+    async def marks(self) -> Marks:
+        """Where the flow stands now; raises while NATS does not answer."""
+        return Marks(
+            await self.last_seq(subjects.STATUS_STREAM),
+            await self.scheduled(),
+        )
+
+    async def scheduled(self) -> float:
+        """Commands the running scheduler process has published (0 before it answers)."""
+        port = self.stack.metrics_ports["scheduler"]
+        try:
+            text = (await self.http.get(f"http://127.0.0.1:{port}/metrics")).text
+        except httpx.HTTPError:
+            return 0.0
+        for line in text.splitlines():
+            if line.startswith("osrs_fetches_scheduled_total "):
+                return float(line.split()[1])
+        return 0.0
+
+    async def missing(self, marks: Marks) -> list[str]:
+        """What has not moved yet since `marks` (empty: the whole flow moves)."""
+        waiting = []
+        if await self.scheduled() <= marks.scheduled:
+            waiting.append("the scheduler publishing")
+        try:
+            if await self.last_seq(subjects.STATUS_STREAM) <= marks.status:
+                waiting.append("a new fetch outcome")
+        except Exception:  # noqa: BLE001 - NATS not answering yet
+            waiting.append("nats")
+        try:
+            rows = await self.query(
+                "SELECT last_seq FROM projector_checkpoints WHERE stream = %s",
+                subjects.STATUS_STREAM,
+            )
+            if not rows or rows[0][0] <= marks.status:
+                waiting.append("the projector applying a new outcome")
+        except Exception:  # noqa: BLE001
+            waiting.append("postgres")
+        try:
+            answer = await self.api.get(f"/v1/players/{name_of(1)}")
+            if answer.status_code != 200:
+                waiting.append(f"api ({answer.status_code})")
+            elif (await self.http.get(f"{self.stack.api_url}/health/ready")).status_code != 200:
+                waiting.append("api ready")
+        except httpx.HTTPError:
+            waiting.append("api")
+        for name, port in self.stack.metrics_ports.items():
+            try:
+                ready = await self.http.get(f"http://127.0.0.1:{port}/ready")
+                if ready.status_code != 200:
+                    waiting.append(f"{name} ready")
+            except httpx.HTTPError:
+                waiting.append(f"{name} ready")
+        return waiting
+
+    async def until_flowing(self, marks: Marks, back: float) -> tuple[float | None, str]:
+        waiting: list[str] = []
+        while time.monotonic() - back < RECOVERY_WAIT_S:
+            self.stack.supervise()
+            waiting = await self.missing(marks)
+            if not waiting:
+                return time.monotonic() - back, ""
+            await asyncio.sleep(0.1)
+        return None, ", ".join(waiting)
+
+    # -- reading whole streams ----------------------------------------------------------
+
+    async def messages(self, stream: str, subject: str) -> list:
+        """Every message of `stream` on `subject`, in order (an ephemeral consumer, no acks)."""
+        if not (await self.js.stream_info(stream)).state.messages:
+            return []
+        sub = await self.js.pull_subscribe(
+            subject,
+            stream=stream,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=60
+            ),
+        )
+        got: list = []
+        try:
+            while True:
+                try:
+                    batch = await sub.fetch(1000, timeout=2)
+                except nats.errors.TimeoutError:
+                    break  # nothing more on `subject`
+                got += batch
+                if batch[-1].metadata.num_pending == 0:
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return got
+
+
+async def until(what: str, check, timeout_s: float, stack: Stack) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        stack.supervise()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"chaos: timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+class Chaos:
+    def __init__(self, folder: Path, size: Size, seed: int) -> None:
+        self.size = size
+        self.rng = random.Random(seed)
+        self.stack = Stack(folder, size, seed)
+        self.observer: Observer  # once the stack knows its URLs
+        self.report = Report(size, seed)
+        self.refreshes: Counter[int] = Counter()
+
+    async def run(self) -> Report:
+        started = time.monotonic()
+        self.stack.start()
+        self.observer = Observer(self.stack)
+        try:
+            await self.observer.open()
+            await self.observer.track(self.size.players)
+            for name in SERVICES:
+                self.stack.spawn(name)
+            await self.warm_up()
+            refresher = asyncio.create_task(self.refresh_now_and_then())
+            try:
+                await self.inject_faults()
+            finally:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
+            await self.settle()
+            await self.verify()
+        finally:
+            self.report.crashes = self.stack.crashes
+            await self.observer.close()
+            self.stack.stop()
+        self.report.figures["run_s"] = round(time.monotonic() - started)
+        return self.report
+
+    async def warm_up(self) -> None:
+        """Every player fetched and projected once, so the faults hit a stack in full flow."""
+        observer = self.observer
+
+        async def api_up() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return (await observer.http.get(f"{self.stack.api_url}/health/ready")).is_success
+            return False
+
+        await until("the api", api_up, 60, self.stack)
+        await observer.login()
+
+        async def all_fetched() -> bool:
+            rows = await observer.query("SELECT count(*) FROM fetch_status")
+            return rows[0][0] >= self.size.players
+
+        timeout_s = 120 + self.size.players / 20
+        await until("every player fetched once", all_fetched, timeout_s, self.stack)
+
+    async def refresh_now_and_then(self) -> None:
+        """Manual refreshes through the API while the faults happen: another way in to OSRS_CMD."""
+        while True:
+            await asyncio.sleep(0.5)
+            index = self.rng.randint(1, self.size.players)
+            with contextlib.suppress(httpx.HTTPError):
+                answer = await self.observer.api.post(f"/v1/players/{name_of(index)}/refresh")
+                self.refreshes[answer.status_code] += 1
+
+    async def inject_faults(self) -> None:
+        """kill -9 of every target `rounds` times in a random order, then a rolling restart:
+        each service in turn stopped with SIGTERM (it must exit 0) and started again."""
+        targets = [(t, KILL) for _ in range(self.size.rounds) for t in TARGETS]
+        self.rng.shuffle(targets)
+        targets += [(name, TERM) for name in SERVICES]
+        began = time.monotonic()
+        for number, (target, how) in enumerate(targets, 1):
+            await asyncio.sleep(self.rng.uniform(*self.size.gap_s))
+            at = time.monotonic()
+            fault = Fault(number, target, how, at - began, 0.0)
+            if how == TERM:
+                fault.exit_code = await asyncio.to_thread(self.stack.stop_service, target)
+            else:
+                await asyncio.to_thread(self.kill, target)
+            if target in ("nats", "postgres"):
+                await asyncio.sleep(self.rng.uniform(*self.size.outage_s))
+            await asyncio.to_thread(self.revive, target)
+            back = time.monotonic()
+            fault.down_s = back - at
+            # From here on: what moves was done by the stack as it is after the fault.
+            marks = await self.wait_for_marks()
+            fault.recovered_s, fault.waiting_for = await self.observer.until_flowing(marks, back)
+            self.report.faults.append(fault)
+
+    async def wait_for_marks(self) -> Marks:
+        while True:
+            with contextlib.suppress(Exception):
+                return await self.observer.marks()
+            await asyncio.sleep(0.05)
+
+    def kill(self, target: str) -> None:
+        if target == "nats":
+            self.stack.kill_nats()
+        elif target == "postgres":
+            self.stack.kill_postgres()
+        else:
+            self.stack.kill_service(target)
+
+    def revive(self, target: str) -> None:
+        if target == "nats":
+            self.stack.start_nats()
+        elif target == "postgres":
+            self.stack.start_postgres()
+        else:
+            self.stack.spawn(target)
+
+    async def settle(self) -> None:
+        """Stop time, let every player be fetched once more, then let the pipeline drain."""
+        observer = self.observer
+        frozen = await observer.sim.put("/_sim/clock", json={"frozen": True})
+        frozen.raise_for_status()
+        after = datetime.now(UTC) + timedelta(seconds=1)  # answers computed after the freeze
+
+        async def all_fetched_since() -> bool:
+            rows = await observer.query(
+                "SELECT count(*) FROM fetch_status WHERE fetched_at > %s", after
+            )
+            return rows[0][0] >= self.size.players
+
+        await until(
+            "every player fetched after the freeze",
+            all_fetched_since,
+            3 * self.size.interval_s + 60,
+            self.stack,
+        )
+        self.stack.procs["scheduler"].send_signal(signal.SIGTERM)  # no new commands
+        self.stack.killing.add("scheduler")
+
+        async def drained() -> bool:
+            cmd = await observer.js.stream_info(subjects.CMD_STREAM)
+            if cmd.state.messages:
+                return False
+            rows = await observer.query("SELECT stream, last_seq FROM projector_checkpoints")
+            checkpoints = dict(rows)
+            for stream in (subjects.EVT_STREAM, subjects.STATUS_STREAM):
+                if checkpoints.get(stream, 0) < await observer.last_seq(stream):
+                    return False
+            unsent = await observer.query("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            return unsent[0][0] == 0
+
+        await until("the pipeline drained", drained, 120, self.stack)
+
+    # -- the checks ---------------------------------------------------------------------
+
+    def check(self, what: str, expected: str, observed: str, ok: bool) -> None:
+        self.report.checks.append(Check(what, expected, observed, ok))
+
+    async def verify(self) -> None:
+        faults = self.report.faults
+        slow = [f"#{f.number} {f.target}" for f in faults if not f.ok]
+        self.check(
+            f"every fault: flowing again within {RECOVERY_BOUND_S:.0f} s",
+            f"{len(faults)} of {len(faults)}",
+            f"{len(faults) - len(slow)} of {len(faults)}" + (f" (not {slow})" if slow else ""),
+            not slow,
+        )
+        crashes = len(self.stack.crashes)
+        self.check("no service exited unkilled", "0", str(crashes), crashes == 0)
+        await self.verify_latest_values()
+        per_player = await self.verify_observations()
+        await self.verify_progress(per_player)
+        await self.verify_commands()
+        self.report.figures["manual_refreshes"] = sum(self.refreshes.values())
+
+    async def verify_latest_values(self) -> None:
+        """GET /v1/players/{name} of every player against the simulator's (frozen) truth."""
+        observer = self.observer
+        wrong: list[str] = []
+        gate = asyncio.Semaphore(8)
+
+        async def one(index: int) -> None:
+            async with gate:
+                truth = await observer.sim.get("/_sim/truth", params={"player": name_of(index)})
+                shown = await observer.api.get(f"/v1/players/{name_of(index)}")
+            problem = compare(truth, shown)
+            if problem:
+                wrong.append(f"{name_of(index)}: {problem}")
+
+        await asyncio.gather(*(one(i) for i in range(1, self.size.players + 1)))
+        self.check(
+            "latest values of every player = the simulator's truth (API)",
+            f"{self.size.players} right",
+            f"{self.size.players - len(wrong)} right" + _some(wrong),
+            not wrong,
+        )
+
+    async def verify_observations(self) -> dict[str, list[datetime]]:
+        """Each distinct payload once in the log and once in Postgres."""
+        observer = self.observer
+        in_log: Counter[tuple[str, str]] = Counter()
+        for msg in await observer.messages(subjects.EVT_STREAM, f"{subjects.OBSERVED_PREFIX}.>"):
+            event = json.loads(msg.data)
+            in_log[(event["player_key"], event["hash"])] += 1
+        repeated = sum(n - 1 for n in in_log.values())
+        self.check(
+            "each distinct payload published once (OSRS_EVT)",
+            "0 repeated",
+            f"{repeated} repeated of {sum(in_log.values())}",
+            repeated == 0,
+        )
+        rows = await observer.query(
+            "SELECT p.key, o.observed_at FROM observations o JOIN players p ON p.id = o.player_id "
+            "ORDER BY p.key, o.observed_at"
+        )
+        stored: dict[str, list[datetime]] = defaultdict(list)
+        for key, at in rows:
+            stored[key].append(at)
+        per_key_log = Counter(key for key, _ in in_log.elements())
+        differ = [k for k in set(per_key_log) | set(stored) if per_key_log[k] != len(stored[k])]
+        self.check(
+            "each observation stored once (Postgres rows = log, per player)",
+            f"{sum(per_key_log.values())} rows",
+            f"{len(rows)} rows, {len(differ)} players differ" + _some(differ),
+            not differ and len(rows) == sum(per_key_log.values()),
+        )
+        self.report.figures["observations"] = len(rows)
+        return stored
+
+    async def verify_progress(self, stored: dict[str, list[datetime]]) -> None:
+        """OSRS_PROGRESS = the outbox, each event once; one `gains` event per observation that
+        follows another of the same player."""
+        observer = self.observer
+        messages = await observer.messages(subjects.PROGRESS_STREAM, "osrs.progress.>")
+        ids = Counter((m.headers or {}).get("Nats-Msg-Id") for m in messages)
+        repeated = sum(n - 1 for n in ids.values())
+        outbox = {str(row[0]) for row in await observer.query("SELECT id FROM outbox")}
+        missing = len(outbox - set(ids))
+        self.check(
+            "progress events: every outbox row published once",
+            f"{len(outbox)} events, 0 missing, 0 repeated",
+            f"{len(messages)} events, {missing} missing, {repeated} repeated",
+            repeated == 0 and missing == 0 and len(messages) == len(outbox),
+        )
+        gains: dict[str, Counter[datetime]] = defaultdict(Counter)
+        for msg in messages:
+            if msg.subject.endswith(".gains"):
+                event = msgspec.json.decode(msg.data)
+                at = datetime.fromisoformat(event["observed_at"])
+                gains[event["player_key"]][at] += 1
+        wrong = []
+        for key in set(stored) | set(gains):
+            expected = Counter(stored.get(key, [])[1:])
+            if gains.get(key, Counter()) != expected:
+                wrong.append(key)
+        self.check(
+            "a gains event for each observation after a player's first, once",
+            f"{sum(max(len(v) - 1, 0) for v in stored.values())}",
+            f"{sum(sum(c.values()) for c in gains.values())}, {len(wrong)} players differ"
+            + _some(wrong),
+            not wrong,
+        )
+        self.report.figures["progress_events"] = len(messages)
+
+    async def verify_commands(self) -> None:
+        observer = self.observer
+        cmd = await observer.js.stream_info(subjects.CMD_STREAM)
+        commands = cmd.state.last_seq
+        finals: Counter[str] = Counter()
+        for msg in await observer.messages(LEDGER, f"{subjects.STATUS_PREFIX}.>"):
+            completed = msgspec.json.decode(msg.data, type=FetchCompleted)
+            if completed.outcome not in TRANSIENT:
+                finals[completed.request_id] += 1
+        dead = (await observer.js.stream_info(subjects.DEAD_STREAM)).state.messages
+        served = len(finals)
+        lost = commands - served - dead
+        self.check(
+            "no command lost: every command stored in OSRS_CMD has a final outcome",
+            f"{commands} commands, 0 lost, 0 dead-lettered",
+            f"{served} served, {lost} lost, {dead} dead-lettered, {cmd.state.messages} left",
+            lost == 0 and dead == 0 and cmd.state.messages == 0,
+        )
+        twice = sum(n - 1 for n in finals.values())
+        self.report.figures["commands"] = commands
+        self.report.figures["commands_served_twice"] = twice  # at-least-once: after a kill
+
+
+def _some(items) -> str:
+    """A few of `items` for a table cell ('' when there are none)."""
+    return f" (e.g. {sorted(items)[:3]})" if items else ""
+
+
+def compare(truth: httpx.Response, shown: httpx.Response) -> str:
+    """'' when the API shows the truth's levels, xp and scores (ranks drift and are not
+    compared), else what differs first."""
+    if truth.status_code == 404:
+        outcome = shown.json().get("last_outcome") if shown.status_code == 200 else None
+        return "" if outcome == "not_found" else f"not on the hiscores, API says {outcome}"
+    if shown.status_code != 200:
+        return f"API answered {shown.status_code}"
+    body, board = shown.json(), truth.json()
+    for entry in board["skills"]:
+        got = (body.get("skills") or {}).get(metric_key(entry["name"]), {})
+        if entry["xp"] >= 0 and (got.get("xp"), got.get("level")) != (entry["xp"], entry["level"]):
+            shown_pair, true_pair = (got.get("xp"), got.get("level")), (entry["xp"], entry["level"])
+            return f"{entry['name']} xp/level {shown_pair} != {true_pair}"
+    for entry in board["activities"]:
+        got = (body.get("activities") or {}).get(metric_key(entry["name"]), {})
+        if entry["score"] >= 0 and got.get("score") != entry["score"]:
+            return f"{entry['name']} score {got.get('score')} != {entry['score']}"
+    return ""
+
+
+def run_chaos(folder: Path, size: Size) -> Report:
+    """One run; the seed (faults' order, pauses, outages, the population) is random unless
+    OSRS_CHAOS_SEED sets it, and is in the report so that a failing run can be replayed."""
+    seed = int(os.environ.get("OSRS_CHAOS_SEED") or random.randrange(10**6))
+    return asyncio.run(Chaos(folder, size, seed).run())
