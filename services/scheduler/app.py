@@ -7,8 +7,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+import msgspec
 from faststream import FastStream
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -25,7 +26,14 @@ from prometheus_client import Counter, Gauge
 from services.scheduler.slots import Due, Schedule, daily_slot, due_time
 from shared import nats as natsx
 from shared import subjects, telemetry
-from shared.events import UNRANKED_AFTER, FetchCompleted, FetchReason, FetchRequested, decode_on
+from shared.events import (
+    UNRANKED_AFTER,
+    FetchCompleted,
+    FetchReason,
+    FetchRequested,
+    UnknownSubject,
+    decode_on,
+)
 from shared.service import create_broker, main_for
 from shared.settings import Settings
 
@@ -102,31 +110,54 @@ class Lease:
             LEADER.set(0)
 
 
+UNDECODABLE = (msgspec.DecodeError, msgspec.ValidationError, UnknownSubject)
+
+
 async def follow(
-    js: JetStreamContext, subject: str, policy: DeliverPolicy, on_msg: Callable[[Msg], None]
+    js: JetStreamContext,
+    subject: str,
+    policy: DeliverPolicy,
+    on_msg: Callable[[Msg], None],
+    on_unusable: Callable[[Msg, Exception], Awaitable[None]] | None = None,
+    *,
+    headers_only: bool = False,
 ) -> None:
-    """Replay `subject` from the stream and keep following it; returns once caught up."""
+    """Replay `subject` from the stream and keep following it; returns once caught up. A
+    message `on_msg` raises for is skipped, handed to `on_unusable` when there is one."""
     caught_up = asyncio.Event()
 
     async def handle(msg: Msg) -> None:
         try:
             on_msg(msg)
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the schedule
-            log.warning(
-                "skipped_message subject=%s seq=%s reason=%r",
-                msg.subject,
-                msg.metadata.sequence.stream,
-                exc,
-            )
+            if on_unusable is not None:
+                await on_unusable(msg, exc)
+            else:
+                _skipped(msg, exc)
         finally:
             if msg.metadata.num_pending == 0:
                 caught_up.set()
 
-    sub = await js.subscribe(subject, cb=handle, ordered_consumer=True, deliver_policy=policy)
+    sub = await js.subscribe(
+        subject,
+        cb=handle,
+        ordered_consumer=True,
+        deliver_policy=policy,
+        headers_only=headers_only or None,
+    )
     info = await sub.consumer_info()
     if info.num_pending == 0 and not info.delivered.stream_seq:
         caught_up.set()  # nothing to replay; otherwise the last message's handler says so
     await caught_up.wait()
+
+
+def _skipped(msg: Msg, reason: object) -> None:
+    log.warning(
+        "skipped_message subject=%s seq=%s reason=%r",
+        msg.subject,
+        msg.metadata.sequence.stream,
+        reason,
+    )
 
 
 class Pacer:
@@ -167,6 +198,62 @@ class Scheduler:
         self._unlogged = 0  # published since the last log line
         self._logged_at = 0.0
         self.stopping = False  # the tick in hand finishes, no other starts
+        # (stream, sequence) of the messages this service has parked on OSRS_DEAD already
+        self.parked: set[tuple[str, int]] = set()
+
+    async def follow_log(self) -> None:
+        """Replay who is tracked and each player's last fetch, and keep following both."""
+        await follow(
+            self.js,
+            subjects.dead_subject("scheduler", "*"),
+            DeliverPolicy.ALL,
+            self.on_parked,
+            headers_only=True,
+        )
+        # Players first: the statuses then share their key strings.
+        await follow(
+            self.js, subjects.PLAYER_EVENTS, DeliverPolicy.ALL, self.on_player_event, self.unusable
+        )
+        await follow(
+            self.js,
+            f"{subjects.STATUS_PREFIX}.*",
+            DeliverPolicy.LAST_PER_SUBJECT,
+            self.on_status,
+            self.unusable,
+        )
+
+    def on_parked(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        stream, seq = headers.get("Osrs-Original-Stream"), headers.get("Osrs-Original-Sequence")
+        if stream and seq and seq.isdigit():
+            self.parked.add((stream, int(seq)))
+
+    async def unusable(self, msg: Msg, exc: Exception) -> None:
+        """Skip a message the schedule cannot use, and park a copy for the operator, once: the
+        original stays in its stream (the projector reads OSRS_EVT too), and a scheduler reads
+        it again at its next start, so nothing is deleted and no replay is needed."""
+        meta = msg.metadata
+        where = (meta.stream, meta.sequence.stream)
+        if where in self.parked:
+            return  # parked by an earlier start (or another scheduler)
+        undecodable = isinstance(exc, UNDECODABLE)
+        reason = f"cannot decode: {exc}" if undecodable else f"cannot apply: {exc!r}"
+        reason += (
+            f"; the scheduler skipped it and reads the original in {meta.stream} again at its"
+            " next start: do not replay this copy"
+        )
+        try:
+            await natsx.dead_letter(
+                self.js,
+                "scheduler",
+                msg,
+                reason,
+                kind="undecodable" if undecodable else "cannot_apply",
+            )
+        except Exception as error:  # noqa: BLE001 - NATS away: parked at a later start
+            _skipped(msg, f"{reason} (not parked: {error!r})")
+            return
+        self.parked.add(where)
 
     def on_player_event(self, msg: Msg) -> None:
         self.schedule.apply(decode_on(msg.subject, msg.data), self.clock())
@@ -301,11 +388,7 @@ def create_app(settings: Settings) -> FastStream:
         scheduler = state["scheduler"] = Scheduler(
             js, Lease(kv, f"scheduler-{uuid.uuid4().hex[:8]}")
         )
-        # Players first: the statuses then share their key strings.
-        await follow(js, subjects.PLAYER_EVENTS, DeliverPolicy.ALL, scheduler.on_player_event)
-        await follow(
-            js, f"{subjects.STATUS_PREFIX}.*", DeliverPolicy.LAST_PER_SUBJECT, scheduler.on_status
-        )
+        await scheduler.follow_log()
         log.info("scheduler_ready tracked=%d", len(scheduler.schedule.players))
 
     @app.after_startup
