@@ -57,7 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ()  # none: no CORS headers at all
     hsts: bool = False  # the API is served over HTTPS only
     # API overload (services/api/shedding.py): requests beyond these get 503 + Retry-After at once
-    api_max_inflight: int = 64  # requests being served per API process
+    api_max_inflight: int = 32  # requests being served per API process
     api_max_queued: int = 64  # requests waiting for one of those slots
     api_queue_timeout_s: float = 1.0  # the longest a request waits for a slot
     api_pool_timeout_s: float = 2.0  # the longest a request waits for a Postgres connection

@@ -73,6 +73,7 @@ async def answered(tasks, count: int, within_s: float):
 def assert_refused_politely(response) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
+    assert response.headers["x-content-type-options"] == "nosniff"  # like every answer
     assert response.json()["status_code"] == 503 and "retry in 1 s" in response.json()["detail"]
 
 

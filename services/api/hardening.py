@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
 from shared.settings import Settings
@@ -23,25 +22,30 @@ def security_headers(settings: Settings) -> BeforeMessageSendHookHandler:
     """An app-wide `before_send` hook: it sees every response the app sends, unlike route
     middleware, which never runs for a 404, a 405 or a CORS preflight."""
     always = {
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-        "Referrer-Policy": "no-referrer",
+        b"x-content-type-options": b"nosniff",
+        b"x-frame-options": b"DENY",
+        b"referrer-policy": b"no-referrer",
     }
     if settings.hsts:
-        always["Strict-Transport-Security"] = HSTS
+        always[b"strict-transport-security"] = HSTS.encode()
+    json_csp, html_csp = JSON_CSP.encode(), HTML_CSP.encode()
 
     # A coroutine: Litestar runs a plain function hook in a worker thread, for every message.
+    # It runs for every answer, the load shedder's 503s included: one pass over the headers
+    # (Litestar's MutableScopeHeaders decodes and scans them once per header set).
     async def add_security_headers(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
-        message.setdefault("headers", [])
-        headers = MutableScopeHeaders.from_message(message)
+        headers = message["headers"] = list(message.get("headers") or ())
+        present = {bytes(name).lower(): value for name, value in headers}
         for name, value in always.items():
-            headers.setdefault(name, value)
-        html = headers.get("content-type", "").startswith("text/html")
-        headers.setdefault("Content-Security-Policy", HTML_CSP if html else JSON_CSP)
-        if scope["path"].split("/", 2)[1] in NO_STORE_ROOTS:
-            headers.setdefault("Cache-Control", "no-store")
+            if name not in present:
+                headers.append((name, value))
+        if b"content-security-policy" not in present:
+            html = bytes(present.get(b"content-type", b"")).startswith(b"text/html")
+            headers.append((b"content-security-policy", html_csp if html else json_csp))
+        if b"cache-control" not in present and scope["path"].split("/", 2)[1] in NO_STORE_ROOTS:
+            headers.append((b"cache-control", b"no-store"))
 
     return add_security_headers
 
