@@ -4,8 +4,9 @@ Two limits, both per process:
 
 - at most `OSRS_API_MAX_INFLIGHT` requests are served at a time, `OSRS_API_MAX_QUEUED` more wait
   (first come, first served) at most `OSRS_API_QUEUE_TIMEOUT_S` for a slot, and the rest are
-  refused before any work is done for them. Beyond its capacity a process only gets slower per
-  request: what it admits it still serves quickly, and the clients it refuses learn it at once.
+  refused before any work is done for them. Past its capacity a process serves no more requests,
+  only slower ones: so what it admits it still serves quickly, and the clients it refuses learn
+  it at once.
 - Postgres: a request waits at most `OSRS_API_POOL_TIMEOUT_S` for a connection, and an API query
   runs at most `OSRS_API_STATEMENT_TIMEOUT_S` (slow queries cannot hold the pool forever);
   either answers 503, as does a database that is away.
@@ -147,7 +148,7 @@ class ShedLoad:
             if reason is not None:
                 SHED.labels(reason).inc()
                 _log_sometimes(reason, scope)
-                # A copy: the security headers hook adds to the message's list.
+                # A copy of the headers: a before_send hook may add to the list.
                 await send({**_OVERLOADED_START, "headers": list(_OVERLOADED_START["headers"])})
                 await send({"type": "http.response.body", "body": _OVERLOADED_BODY})
                 return
