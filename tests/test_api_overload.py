@@ -16,7 +16,9 @@ import psycopg
 from prometheus_client import REGISTRY
 
 from services.api.app import create_app
-from services.api.shedding import Admission
+from services.api.shedding import Admission, configure_pool
+from shared import db
+from shared.settings import Settings
 
 LIST = "/v1/players"
 BOUND_S = 10.0  # a generous client timeout: nothing may come near it
@@ -152,3 +154,10 @@ async def test_requests_beyond_max_inflight_are_refused_at_once_then_served(sett
         # After the burst, as many as the limits take are all served.
         after = await asyncio.gather(*(client.get(LIST) for _ in range(6)))
         assert [r.status_code for r in after] == [200] * 6
+
+
+def test_the_pool_bounds_waits_and_queries_and_keeps_the_urls_options():
+    pool = db.pool("postgresql://x@h/osrs?options=-c%20search_path%3Dosrs", name="t")
+    configure_pool(pool, Settings(api_pool_timeout_s=0.75, api_statement_timeout_s=2.5))
+    assert pool.timeout == 0.75
+    assert pool.kwargs["options"] == "-c search_path=osrs -c statement_timeout=2500"

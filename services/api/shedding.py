@@ -29,6 +29,7 @@ from litestar.config.app import AppConfig
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import Counter, Gauge
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from shared.settings import Settings
@@ -175,7 +176,8 @@ def configure_pool(pool: AsyncConnectionPool, settings: Settings) -> None:
     """Bound the wait for a connection and the run time of every query on the API's pool."""
     pool.timeout = settings.api_pool_timeout_s  # the default of pool.connection()
     statement_timeout_ms = max(1, round(settings.api_statement_timeout_s * 1000))
-    pool.kwargs["options"] = f"-c statement_timeout={statement_timeout_ms}"
+    given = conninfo_to_dict(pool.conninfo).get("options", "")  # kept: kwargs replace them
+    pool.kwargs["options"] = f"{given} -c statement_timeout={statement_timeout_ms}".strip()
 
 
 def database_unavailable(request: Request, exc: psycopg.OperationalError) -> Response:
