@@ -16,7 +16,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError, BadRequestError
 from nats.js.kv import KeyValue
 
 from shared import subjects, telemetry
@@ -30,16 +30,26 @@ DUPLICATE_WINDOW = 120.0
 # The scheduler lease: a leader that dies (kill -9, a lost node) is replaced within this; its
 # holder renews it every second (services/scheduler/app.py LEASE_RENEW_S).
 LEASE_TTL_S = 4.0
+# How JetStream refuses a message for a subject holding its limit already (discard new per
+# subject): err_code 10077 stands for any store failure, the description says which.
+STORE_FAILED = 10077
+SUBJECT_FULL = "maximum messages per subject exceeded"
 
 
 def stream_configs(settings: Settings | None = None) -> list[StreamConfig]:
     retention_days = (settings or Settings()).progress_retention_days
     return [
+        # One command per player, waiting or being fetched (a work queue keeps it until it is
+        # acked): a second one is refused at publish, so no player is fetched twice at once, a
+        # flood of commands stores one per player, and owed slots cannot pile up behind it.
         StreamConfig(
             name=subjects.CMD_STREAM,
             subjects=[f"{subjects.FETCH_PREFIX}.*"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            max_msgs_per_subject=1,
+            discard=DiscardPolicy.NEW,
+            discard_new_per_subject=True,
             duplicate_window=DUPLICATE_WINDOW,
         ),
         StreamConfig(
@@ -156,8 +166,17 @@ async def declare_bucket(js: JetStreamContext, bucket: KeyValueConfig) -> KeyVal
 async def publish(
     js: JetStreamContext, subject: str, message: Message, *, msg_id: str, stream: str
 ) -> bool:
-    """Publish with `Nats-Msg-Id`; True when the stream stored it, False for a duplicate."""
-    ack = await js.publish(subject, encode(message), stream=stream, headers={"Nats-Msg-Id": msg_id})
+    """Publish with `Nats-Msg-Id`; True when the stream stored it, False when it holds its like
+    already: a duplicate id, or (OSRS_CMD) a command for the same player, waiting or being
+    fetched, which serves this one too."""
+    try:
+        ack = await js.publish(
+            subject, encode(message), stream=stream, headers={"Nats-Msg-Id": msg_id}
+        )
+    except APIError as exc:
+        if exc.err_code == STORE_FAILED and exc.description == SUBJECT_FULL:
+            return False
+        raise
     return not ack.duplicate
 
 

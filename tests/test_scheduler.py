@@ -4,6 +4,7 @@ import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import nats.errors
 import pytest
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError
@@ -60,19 +61,46 @@ async def commands(js) -> list[FetchRequested]:
     return [decode(m.data, FetchRequested) for m in msgs]
 
 
+async def serve(js, served: list[FetchRequested], stop: asyncio.Event) -> None:
+    """Take and ack every command as it comes, as a fetcher would, until `stop` is set and
+    nothing is left."""
+    sub = await js.pull_subscribe(
+        "osrs.cmd.fetch.*",
+        durable=subjects.FETCHER_CONSUMER,
+        stream=subjects.CMD_STREAM,
+        config=consumer_config(),
+    )
+    while True:
+        try:
+            msgs = await sub.fetch(10, timeout=0.2)
+        except (TimeoutError, nats.errors.TimeoutError):
+            if stop.is_set():
+                break
+            continue
+        for msg in msgs:
+            served.append(decode(msg.data, FetchRequested))
+            await msg.ack()
+    await sub.unsubscribe()
+
+
 async def test_only_the_lease_holder_publishes_and_each_slot_once(js):
     await track(js, "alpha", 1)
     await track(js, "beta", 1)
     first, second = await scheduler(js, "one"), await scheduler(js, "two")
     assert set(first.schedule.players) == {"alpha", "beta"}
+    # OSRS_CMD holds one command a player: a fetcher takes them, so that the next slots go out.
+    sent: list[FetchRequested] = []
+    stop = asyncio.Event()
+    fetcher = asyncio.create_task(serve(js, sent, stop))
     tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
     await asyncio.sleep(3.2)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    stop.set()
+    await fetcher
     assert first.lease.held != second.lease.held
     leader, follower = (first, second) if first.lease.held else (second, first)
-    sent = await commands(js)
     assert follower.published == 0 and leader.published == len(sent)
     per_player = {key: [c.slot for c in sent if c.player_key == key] for key in ("alpha", "beta")}
     for slots in per_player.values():
