@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 
 import httpx
+import nats
 import nats.errors
 import psycopg
 import pytest
+from nats.js.api import DiscardPolicy
+from prometheus_client import REGISTRY
 
 from services.fetcher.worker import consumer_config
 from services.scheduler.app import MIN_QUEUED, Scheduler
 from shared import nats as natsx
 from shared import subjects
 from shared.events import FetchCompleted, FetchRequested, decode
+from shared.settings import Settings
 from tests.sim_fixtures import simulator_process
 from tests.test_scheduler import scheduler, track
 from tests.test_workers import Worker, until
@@ -30,9 +35,9 @@ CONCURRENCY = 8
 
 @pytest.fixture
 def simulator():
-    """1,000 simulated players; names folding to `sim_2*` answer 3 s late."""
+    """1,000 simulated players; names folding to `sim_2*` answer 5 s late."""
     with simulator_process(
-        "--players", str(SIM_PLAYERS), "--fault-prefix", "Sim 2=slow", "--slow", "3"
+        "--players", str(SIM_PLAYERS), "--fault-prefix", "Sim 2=slow", "--slow", "5"
     ) as url:
         yield url
 
@@ -129,7 +134,7 @@ async def test_a_player_never_has_two_fetches_in_flight(
     assert response.status_code == 202, response.text
     assert await queued(js) == {"sim_1": 1, "sim_2": 1}
 
-    # Two replicas on the shared durable; Sim 2 answers 3 s late.
+    # Two replicas on the shared durable; Sim 2 answers 5 s late.
     replicas = [fetcher(tmp_path, nats_url, simulator, f"fetcher{i}") for i in range(2)]
     try:
         await asyncio.gather(*(r.until_ready() for r in replicas))
@@ -161,18 +166,23 @@ async def test_a_player_never_has_two_fetches_in_flight(
     assert (sim_1.outcome, sim_2.outcome) == ("changed", "changed")
 
 
+def already_queued() -> float:
+    return REGISTRY.get_sample_value("osrs_scheduler_already_queued_total") or 0.0
+
+
 async def test_the_scheduler_queues_one_command_per_player_while_no_fetcher_serves(js):
-    players = 5  # fewer than the pacing's MIN_QUEUED: room for every player's slots
+    players = 5
+    assert players < MIN_QUEUED  # the pacing leaves room for more than one slot each
     for i in range(players):
         await track(js, f"idle_{i}", 1)  # a slot every second
     s: Scheduler = await scheduler(js, "starved")
+    not_taken = already_queued()
     task = asyncio.create_task(s.run())
     try:
         await asyncio.sleep(3.5)  # three slots each fall due, nobody fetches
-        waiting = await queued(js)
-        assert waiting == {f"idle_{i}": 1 for i in range(players)}
-        assert sum(waiting.values()) <= min(players, MIN_QUEUED)
+        assert await queued(js) == {f"idle_{i}": 1 for i in range(players)}
         assert s.published == players
+        assert already_queued() - not_taken >= players  # the later slots: not errors, not retried
         # Load drops: a fetcher takes the commands again, and the next slots go out, still one
         # per player at any moment.
         sub = await js.pull_subscribe(
@@ -200,6 +210,7 @@ async def test_the_scheduler_queues_one_command_per_player_while_no_fetcher_serv
 async def test_a_flood_of_commands_keeps_the_fetcher_bounded_and_then_drains(
     tmp_path, nats_url, js
 ):
+    sampling: list[asyncio.Task] = []
     with simulator_process("--players", str(SIM_PLAYERS)) as sim:
         worker = fetcher(tmp_path, nats_url, sim)
         try:
@@ -214,13 +225,11 @@ async def test_a_flood_of_commands_keeps_the_fetcher_bounded_and_then_drains(
             sim_faults(sim, {"prefixes": {"Sim": "slow"}, "slow_s": 2})
             sim_stats(sim, clear=True)
             samples: list[tuple[int, int, int]] = []  # RSS kB, fetcher's commands, OSRS_CMD's
-            sampling = asyncio.create_task(_sample(js, worker.proc.pid, samples))
+            sampling.append(asyncio.create_task(_sample(js, worker.proc.pid, samples)))
             taken = await _flood(js, slots=20)  # 20,000 commands for 1,000 players
             served = sim_stats(sim)["requests"]  # fetches answered or under way meanwhile
             await asyncio.sleep(2)  # the fetcher keeps working through the backlog
             waiting = await queued(js)
-            sampling.cancel()
-            await asyncio.gather(sampling, return_exceptions=True)
 
             # Load drops: the answers come at once again, and everything queued is served.
             sim_faults(sim, None)
@@ -229,6 +238,9 @@ async def test_a_flood_of_commands_keeps_the_fetcher_bounded_and_then_drains(
             await until(lambda: _empty(js), 10, "OSRS_CMD empty", worker)
             stats = sim_stats(sim)
         finally:
+            for task in sampling:
+                task.cancel()
+            await asyncio.gather(*sampling, return_exceptions=True)
             worker.kill()
     # One command per player at most: the rest were refused, but for players fetched meanwhile.
     assert taken <= SIM_PLAYERS + served
@@ -265,3 +277,25 @@ async def _all_fetched(js, numbers) -> bool:
 
 async def _empty(js) -> bool:
     return (await js.stream_info(subjects.CMD_STREAM)).state.messages == 0
+
+
+async def test_an_older_command_stream_takes_one_command_per_player_on_start(nats_url):
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        older = natsx.stream_configs()[0]
+        await js.add_stream(
+            dataclasses.replace(
+                older, max_msgs_per_subject=None, discard=None, discard_new_per_subject=None
+            )
+        )
+        assert await queue(js, 1, slot=1) and await queue(js, 1, slot=2)  # it piled up
+
+        await natsx.declare(js, Settings(nats_url=nats_url))  # what every service does first
+        config = (await js.stream_info(subjects.CMD_STREAM)).config
+        assert (config.max_msgs_per_subject, config.discard) == (1, DiscardPolicy.NEW)
+        assert config.discard_new_per_subject
+        assert not await queue(js, 1, slot=3)
+        assert await queue(js, 2, slot=3)
+    finally:
+        await nc.close()
