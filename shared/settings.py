@@ -67,6 +67,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # None: the worker's default port; 0: no metrics server
     shutdown_grace_s: float = 20.0  # from SIGTERM to exit, in-flight work included
+    instance: str = ""  # this replica's stable name (a pod name): a restarted scheduler
+    # replica takes its own lease back at once instead of waiting for it to run out
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +125,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             metrics_host=env.get("OSRS_METRICS_HOST") or d.metrics_host,
             metrics_port=_port(env, "OSRS_METRICS_PORT"),
             shutdown_grace_s=_float(env, "OSRS_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
+            instance=env.get("OSRS_INSTANCE", "").strip(),
         )
 
     def work_grace_s(self) -> float:

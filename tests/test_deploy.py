@@ -498,12 +498,15 @@ def test_settings_and_secrets_reach_the_pods(built, overlay):
         refs += [
             next(iter(e["valueFrom"].values()))["name"]
             for e in container.get("env", [])
-            if "valueFrom" in e
+            if "valueFrom" in e and "fieldRef" not in e["valueFrom"]
         ]
         assert set(refs) <= names, refs
         env = {e["name"]: e for e in container.get("env", [])}
         if container["name"] in ("api", "projector", "migrate"):
             assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "osrs-db-app"
+        if container["name"] == "scheduler":  # a restarted container takes its lease back
+            instance = env["OSRS_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"]
+            assert instance == "metadata.name"
     api = next(p for p in pods if p["containers"][0]["name"] == "api")["containers"][0]
     api_env = {e["name"]: e for e in api["env"]}
     assert api_env["DATABASE_URL"]["valueFrom"]["configMapKeyRef"]["key"] == "API_DATABASE_URL"

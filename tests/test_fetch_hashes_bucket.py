@@ -27,6 +27,6 @@ async def test_an_older_hash_bucket_gets_direct_gets_and_keeps_its_hashes(nats_u
         kv = await js.key_value(subjects.FETCH_HASHES_BUCKET)
         assert (await kv.get("regular.lynx_titan")).value == b"0123"
         lease = await js.stream_info(f"KV_{subjects.SCHEDULER_LEASE_BUCKET}")
-        assert lease.config.max_age == 10.0  # the other buckets' settings are untouched
+        assert lease.config.max_age == natsx.LEASE_TTL_S  # the other buckets' settings are untouched
     finally:
         await nc.close()

@@ -132,6 +132,16 @@ async def test_a_lapsed_lease_is_taken_over(js):
     assert not await leader.keep(100.0)
 
 
+async def test_a_restarted_replica_takes_its_own_lease_back_at_once(js):
+    kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
+    crashed = Lease(kv, "scheduler-pod-0")
+    assert await crashed.keep(0.0)  # then kill -9: no release, the lease runs for its TTL
+    other, restarted = Lease(kv, "scheduler-pod-1"), Lease(kv, "scheduler-pod-0")
+    assert not await other.keep(1.0)
+    assert await restarted.keep(1.0)  # same name: no wait for the TTL
+    assert not await crashed.keep(100.0)  # the old process's revision is stale
+
+
 async def test_releasing_a_lease_that_lapsed_meanwhile_is_quiet(js):
     kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
     lease = Lease(kv, "slow")

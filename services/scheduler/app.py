@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import (
     BadRequestError,
+    KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NotFoundError,
@@ -84,7 +85,7 @@ class Lease:
         was_held = self.held
         try:
             if self.revision is None:
-                self.revision = await self.kv.create(subjects.LEASE_KEY, self.holder)
+                self.revision = await self._take()
             else:
                 self.revision = await self.kv.update(
                     subjects.LEASE_KEY, self.holder, last=self.revision
@@ -98,6 +99,20 @@ class Lease:
                 "lease_%s holder=%s", "acquired" if self.held else "lost", self.holder.decode()
             )
         return self.held
+
+    async def _take(self) -> int:
+        """Create the lease; or, when it still names this holder (the same replica, restarted
+        after a crash before its lease ran out), take it back at once."""
+        try:
+            return await self.kv.create(subjects.LEASE_KEY, self.holder)
+        except KeyWrongLastSequenceError:
+            try:
+                entry = await self.kv.get(subjects.LEASE_KEY)
+            except (KeyNotFoundError, KeyDeletedError):  # gone meanwhile: next tick
+                raise KeyWrongLastSequenceError from None
+            if entry.value != self.holder:
+                raise
+            return await self.kv.update(subjects.LEASE_KEY, self.holder, last=entry.revision)
 
     async def release(self) -> None:
         if self.revision is not None:
@@ -395,7 +410,7 @@ def create_app(settings: Settings) -> FastStream:
         await natsx.declare(js, settings)
         kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
         scheduler = state["scheduler"] = Scheduler(
-            js, Lease(kv, f"scheduler-{uuid.uuid4().hex[:8]}")
+            js, Lease(kv, f"scheduler-{settings.instance or uuid.uuid4().hex[:8]}")
         )
         await scheduler.follow_log()
         log.info("scheduler_ready tracked=%d", len(scheduler.schedule.players))

@@ -82,7 +82,7 @@ class Fault:
     at_s: float  # since the faults began
     down_s: float  # from the kill until it was back
     recovered_s: float | None = None  # from back until the flow moved again; None: never
-    waiting_for: str = ""  # what was still missing when the harness gave up
+    waiting_for: str = ""  # what moved last, or what was still missing when it gave up
     exit_code: int | None = None  # of a service stopped with SIGTERM: 0, within its grace
 
     @property
@@ -124,17 +124,15 @@ class Report:
             f"Chaos run: {self.size.players} players fetched every {self.size.interval_s} s, "
             f"progress every {self.size.tick_s} s, {len(self.faults)} faults, seed {self.seed}",
             "",
-            "| # | at (s) | fault | down (s) | flowing again after (s) | ok |",
-            "|---|---|---|---|---|---|",
+            "| # | at (s) | fault | down (s) | flowing again after (s) | moved last | ok |",
+            "|---|---|---|---|---|---|---|",
         ]
         for f in self.faults:
             recovered = "never" if f.recovered_s is None else f"{f.recovered_s:.1f}"
             exited = "" if f.exit_code is None else f" (exit {f.exit_code})"
-            if f.waiting_for:
-                recovered += f" (waiting for: {f.waiting_for})"
             lines.append(
                 f"| {f.number} | {f.at_s:.0f} | {f.how} {f.target}{exited} | {f.down_s:.1f} | "
-                f"{recovered} | "
+                f"{recovered} | {f.waiting_for} | "
                 f"{'yes' if f.ok else 'NO'} |"
             )
         lines += ["", "| check | expected | observed | ok |", "|---|---|---|---|"]
@@ -194,6 +192,7 @@ class Stack:
             "OSRS_FETCH_INTERVAL": str(self.size.interval_s),
             "OSRS_REFRESH_COOLDOWN": "5",
             "OSRS_SHUTDOWN_GRACE_S": str(GRACE_S),
+            "OSRS_INSTANCE": "chaos-0",  # one replica of each, restarted in place (a pod)
             "API_PORT": str(api_port),
             "OSRS_LOG_FORMAT": "json",
         }
@@ -454,14 +453,20 @@ class Observer:
         return waiting
 
     async def until_flowing(self, marks: Marks, back: float) -> tuple[float | None, str]:
+        """Seconds from `back` until nothing is missing (None past RECOVERY_WAIT_S), and what
+        moved last: what was still missing at the last look before, and since when."""
         waiting: list[str] = []
+        since: dict[str, float] = {}  # what is missing: how long after `back` it last was
         while time.monotonic() - back < RECOVERY_WAIT_S:
             self.stack.supervise()
             waiting = await self.missing(marks)
+            now = time.monotonic() - back
             if not waiting:
-                return time.monotonic() - back, ""
+                last = sorted(since.items(), key=lambda item: item[1])[-2:]
+                return now, ", ".join(f"{what} until {at:.1f} s" for what, at in last)
+            since.update(dict.fromkeys(waiting, now))
             await asyncio.sleep(0.1)
-        return None, ", ".join(waiting)
+        return None, "still waiting for " + ", ".join(waiting)
 
     # -- reading whole streams ----------------------------------------------------------
 

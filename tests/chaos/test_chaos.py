@@ -9,6 +9,7 @@ prints its seed: `OSRS_CHAOS_SEED=<seed> make chaos` replays the same order of f
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,12 @@ def _run(tmp_path: Path, size: Size) -> Report:
     print("\n" + table)
     if out := os.environ.get("OSRS_CHAOS_REPORT"):
         Path(out).write_text(table + "\n")
+    if not report.ok:  # the services' logs, kept where pytest's tmp clean-up does not reach
+        kept = Path("chaos-logs") / str(report.seed)
+        kept.mkdir(parents=True, exist_ok=True)
+        for log in tmp_path.glob("*.log"):
+            shutil.copy(log, kept)
+        print(f"logs of the failed run: {kept}")
     return report
 
 
