@@ -123,6 +123,22 @@ async def test_a_restarted_scheduler_does_not_refetch_a_slot_already_fetched(js)
     assert await commands(js) == []
 
 
+async def test_slots_fetched_already_take_no_room_in_the_queue(js):
+    """A scheduler taking the lease owes every player its current slot; those fetched inside it
+    are skipped without using the tick's room (10 commands here), so the rest go out at once."""
+    keys = [f"room_{i}" for i in range(30)]
+    for key in keys:
+        await track(js, key, 3600)
+    s = await scheduler(js, "solo")
+    now = datetime.now(UTC).timestamp()
+    for key in keys[5:]:
+        s.last_fetched[key] = now  # fetched inside the current slot, by another leader
+    assert await s.lease.keep(now)
+    s.schedule.reseed(now)
+    assert await s.publish_due(now) == 5
+    assert sorted(c.player_key for c in await commands(js)) == sorted(keys[:5])
+
+
 async def test_a_lapsed_lease_is_taken_over(js):
     kv = await js.key_value(subjects.SCHEDULER_LEASE_BUCKET)
     leader, follower = Lease(kv, "leader"), Lease(kv, "follower")

@@ -310,27 +310,31 @@ class Scheduler:
         """Publish the slots due at `now`, as many as the queue has room for."""
         depth = await self._waiting()
         QUEUED.set(depth)
+        room = self.pacer.room(depth)
         commands: list[tuple[Due, FetchRequested]] = []
-        for due in self.schedule.pop_due(now, self.pacer.room(depth)):
-            player = due.player
-            slot_start = due_time(player.key, player.interval_s, due.slot)
-            if self.last_fetched.get(player.key, float("-inf")) >= slot_start:
-                continue  # fetched inside this slot already (a manual refresh, another leader)
-            if player.key in self.unranked and not daily_slot(due.slot, player.interval_s):
-                continue
-            commands.append(
-                (
-                    due,
-                    FetchRequested(
-                        player_key=player.key,
-                        display_name=player.display_name,
-                        mode=player.mode,
-                        reason=FetchReason.SCHEDULED,
-                        slot=due.slot,
-                        detect_mode=player.detect_mode and self._detect_due(player, due.slot),
-                    ),
+        # Slots skipped below take no room: a scheduler that just took the lease owes every
+        # player its current slot, most of them fetched inside it already.
+        while popped := self.schedule.pop_due(now, room - len(commands)):
+            for due in popped:
+                player = due.player
+                slot_start = due_time(player.key, player.interval_s, due.slot)
+                if self.last_fetched.get(player.key, float("-inf")) >= slot_start:
+                    continue  # fetched inside this slot already (a manual refresh, another leader)
+                if player.key in self.unranked and not daily_slot(due.slot, player.interval_s):
+                    continue
+                commands.append(
+                    (
+                        due,
+                        FetchRequested(
+                            player_key=player.key,
+                            display_name=player.display_name,
+                            mode=player.mode,
+                            reason=FetchReason.SCHEDULED,
+                            slot=due.slot,
+                            detect_mode=player.detect_mode and self._detect_due(player, due.slot),
+                        ),
+                    )
                 )
-            )
         sent = failed = 0
         for start in range(0, len(commands), PUBLISH_CONCURRENCY):
             chunk = commands[start : start + PUBLISH_CONCURRENCY]

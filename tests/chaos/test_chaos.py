@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import FULL, SHORT, Report, Size, run_chaos
+from tests.chaos.harness import run_chaos
+from tests.chaos.report import Report
+from tests.chaos.stack import FULL, SHORT, Size
 
 
 def _run(tmp_path: Path, size: Size) -> Report:

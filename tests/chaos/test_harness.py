@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.chaos.harness import KILL, TERM, Fault, compare
+from tests.chaos.harness import compare
+from tests.chaos.report import KILL, TERM, Fault
 
 BOARD = {
     "skills": [{"name": "Attack", "rank": 5, "level": 99, "xp": 13_034_431}],
