@@ -58,7 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hsts: bool = False  # the API is served over HTTPS only
     # API overload (services/api/shedding.py): requests beyond these get 503 + Retry-After at once
     api_max_inflight: int = 32  # requests being served per API process
-    api_max_queued: int = 64  # requests waiting for one of those slots
+    api_max_queued: int = 128  # requests waiting for one of those slots
     api_queue_timeout_s: float = 1.0  # the longest a request waits for a slot
     api_pool_timeout_s: float = 2.0  # the longest a request waits for a Postgres connection
     api_statement_timeout_s: float = 5.0  # the longest one API query may run
