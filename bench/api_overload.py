@@ -1,7 +1,7 @@
 """Issue 9's API overload figures: the real API process under twice its capacity answers quickly
 (200 or 503 + Retry-After) instead of timing out, and serves normally once the burst is over.
 
-    .venv/bin/python bench/api_overload.py              # ~1.5 minutes; writes nothing
+    .venv/bin/python bench/api_overload.py              # ~2 minutes; writes nothing
     .venv/bin/python bench/api_overload.py --write      # the same, and bench/api_overload.md
 
 For each configuration, on one API process (`python -m services.api`, as deployed):
@@ -18,8 +18,9 @@ under the same load.
 An open loop, because that is what overload is: clients that arrive at their own rate. Closed-loop
 clients at twice the concurrency only wait twice as long; they slow themselves down.
 
-Configurations: `protected` (the defaults of shared/settings.py) and `unprotected` (no in-flight
-limit and psycopg_pool's default 30 s wait for a connection: the API before issue 9).
+Configurations: `protected` (the defaults of shared/settings.py), `unprotected` (no in-flight
+limit and psycopg_pool's default 30 s wait for a connection: the API before issue 9), and the
+defaults with a shorter and a longer queue (`OSRS_API_MAX_QUEUED` 64 and 1024).
 
 The load generator is a small asyncio client (uvloop) in a subprocess of its own, on the same two
 cores as the API and Postgres; it reports how late it sent (`send_lag_p99_ms`), so a client that
@@ -62,6 +63,9 @@ OVERLOAD_FACTOR, RECOVERY_FACTOR = 2.0, 0.5
 CONFIGS = {
     "protected": {},
     "unprotected": {"OSRS_API_MAX_INFLIGHT": "1000000", "OSRS_API_POOL_TIMEOUT_S": "30"},
+    # Why the queue's default is what it is: shorter and longer.
+    "queue 64": {"OSRS_API_MAX_QUEUED": "64"},
+    "queue 1024": {"OSRS_API_MAX_QUEUED": "1024"},
 }
 
 
@@ -87,6 +91,7 @@ async def drive(port, paths, token, rate, seconds, connections, timeout_s) -> di
     requests = [f"GET {p} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n\r\n".encode() for p in paths]
     latencies: dict[int, list[float]] = {}
     lags: list[float] = []
+    not_ok_by_second: list[list[int]] = [[0, 0] for _ in range(int(seconds) + 1)]  # [all, not 200]
     timeouts = errors = 0
     order = itertools.count()
 
@@ -96,6 +101,11 @@ async def drive(port, paths, token, rate, seconds, connections, timeout_s) -> di
     opened = await asyncio.gather(*(connect() for _ in range(connections)))
     started = loop.time()
     ends = started + seconds
+
+    def tally(due: float, ok: bool) -> None:
+        second = not_ok_by_second[int(due - started)]
+        second[0] += 1
+        second[1] += not ok
 
     async def one_connection(reader, writer) -> None:
         nonlocal timeouts, errors
@@ -113,18 +123,22 @@ async def drive(port, paths, token, rate, seconds, connections, timeout_s) -> di
                 async with asyncio.timeout_at(due + timeout_s):
                     status = await _exchange(reader, writer, requests[i * 7919 % len(requests)])
                 latencies.setdefault(status, []).append(loop.time() - due)
+                tally(due, status == 200)
                 continue
             except TimeoutError:
                 timeouts += 1
             except (OSError, asyncio.IncompleteReadError):
                 errors += 1
+            tally(due, False)
             writer.close()  # a connection in an unknown state: a new one
             reader, writer = await connect()
         writer.close()
 
     await asyncio.gather(*(one_connection(r, w) for r, w in opened))
     took = max(loop.time(), ends) - started
-    return _summary(latencies, lags, timeouts, errors, took, seconds)
+    return _summary(latencies, lags, timeouts, errors, took, seconds) | {
+        "not_ok_share_by_second": [round(bad / n, 3) for n, bad in not_ok_by_second if n]
+    }
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -285,6 +299,12 @@ def markdown(results: dict, took_s: float) -> str:
                 f"| {r['client_cpu_share']} | {r['load_1m_before']} |"
             )
     shed = {config: phases["shed_by_reason"] for config, phases in results.items()}
+    by_second = "\n".join(
+        f"- {config} {phase}: "
+        + " ".join(f"{x:.0%}" for x in phases[phase]["not_ok_share_by_second"])
+        for config, phases in results.items()
+        for phase in ("overload", "recovery")
+    )
     return f"""# API overload (bench/api_overload.py)
 
     .venv/bin/python bench/api_overload.py --write
@@ -307,6 +327,7 @@ seconds / wall seconds (1.0 = one core); `load 1m` the machine's load average be
   `OSRS_API_POOL_TIMEOUT_S` {d.api_pool_timeout_s:g}, `OSRS_API_STATEMENT_TIMEOUT_S`
   {d.api_statement_timeout_s:g}).
 - `unprotected`: `OSRS_API_MAX_INFLIGHT=1000000 OSRS_API_POOL_TIMEOUT_S=30`: the API as it was.
+- `queue 64`, `queue 1024`: the defaults but `OSRS_API_MAX_QUEUED`.
 
 ## Results ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {took_s:.0f} s)
 
@@ -314,6 +335,10 @@ seconds / wall seconds (1.0 = one core); `load 1m` the machine's load average be
 {chr(10).join(rows)}
 
 503s by reason (`osrs_api_shed_requests_total`, whole run): {json.dumps(shed)}
+
+Share of the requests due in each second that did not get a 200 (503 or client timeout):
+
+{by_second}
 """
 
 
