@@ -3,8 +3,6 @@
 import asyncio
 import json
 
-import msgspec
-import nats.errors
 import pytest
 
 from services.fetcher.app import create_app
@@ -20,7 +18,6 @@ from shared.events import (
     FetchRequested,
     HiscoreObserved,
     decode,
-    encode,
 )
 from shared.settings import Settings
 from tests.hiscores_double import MID, NOT_FOUND, OUTAGE, ScriptedHiscores, with_gain
@@ -133,35 +130,6 @@ async def _run_fetcher(settings: Settings, until, timeout: float = 15.0):
     finally:
         app.exit()
         await asyncio.wait_for(task, 10)
-
-
-async def test_a_poisoned_command_is_dead_lettered_and_the_next_one_is_served(js, nats_url):
-    await js.publish(
-        subjects.fetch_subject("garbage"), b"\xff not json", stream=subjects.CMD_STREAM
-    )
-    newer = encode(msgspec.structs.replace(_cmd("Tomorrow"), v=2))  # a newer producer's
-    await js.publish(subjects.fetch_subject("tomorrow"), newer, stream=subjects.CMD_STREAM)
-    with pytest.raises(nats.errors.MaxPayloadError):  # 10 MB never gets in (the limit: 1 MB)
-        await js.publish(subjects.fetch_subject("huge"), b"x" * 10_000_000)
-    await _queue(js, "nobody")
-    # The hiscores URL points nowhere: the good command gets a status (unavailable) and waits
-    # for a retry; the garbage goes to the dead-letter stream with its reason.
-    settings = Settings(nats_url=nats_url, hiscores_url="http://127.0.0.1:9")
-
-    async def done() -> bool:
-        dead = await _count(js, subjects.DEAD_STREAM, subjects.dead_subject("fetcher", "OSRS_CMD"))
-        status = await _count(js, subjects.STATUS_STREAM, subjects.status_subject("nobody"))
-        return dead == 2 and status == 1
-
-    await _run_fetcher(settings, done)
-    state = (await js.stream_info(subjects.DEAD_STREAM)).state
-    garbage, tomorrow = [await js.get_msg(subjects.DEAD_STREAM, seq) for seq in (1, 2)]
-    assert state.messages == 2
-    assert garbage.data == b"\xff not json"
-    assert "undecodable" in garbage.headers["Osrs-Dead-Reason"]
-    assert tomorrow.data == newer and "FetchRequested v2" in tomorrow.headers["Osrs-Dead-Reason"]
-    # The unavailable command is not lost: it waits in the work queue for its retry.
-    assert (await js.stream_info(subjects.CMD_STREAM)).state.messages == 1
 
 
 async def test_a_handler_error_redelivers_the_command_instead_of_dropping_it(

@@ -21,7 +21,6 @@ from shared.events import (
     FetchOutcome,
     HiscoreObserved,
     PlayerTracked,
-    PlayerUntracked,
     PlayerUpdated,
 )
 from shared.modes import GameMode
@@ -132,37 +131,6 @@ async def test_a_redelivered_batch_changes_nothing(js, database_url):
     assert rows(database_url, "SELECT last_seq FROM projector_checkpoints") == [(2,)]
 
 
-async def test_a_poisoned_event_is_dead_lettered_and_the_rest_applied(js, database_url):
-    await publish_history(js)
-    await js.publish(
-        subjects.observed_subject("synth_mid"), b'{"not": "an event"}', stream=subjects.EVT_STREAM
-    )
-    untracked = PlayerUntracked(player_key="synth_mid", by="admin")
-    await natsx.publish(
-        js, subjects.PLAYER_UNTRACKED, untracked, msg_id=untracked.id, stream=subjects.EVT_STREAM
-    )
-    # a schema version this code does not read (from a newer producer)
-    newer = PlayerTracked(player_key="synth_mid", display_name="Synth Mid", interval_s=60, by="x")
-    newer = msgspec.structs.replace(newer, v=2)
-    await natsx.publish(
-        js, subjects.PLAYER_TRACKED, newer, msg_id=newer.id, stream=subjects.EVT_STREAM
-    )
-    dead: list = []
-    projector, pool = await projector_for(database_url, dead)
-    try:
-        msgs = await fetch_all(js, subjects.EVT_STREAM, "osrs.evt.>")
-        assert await projector.apply_batch(subjects.EVT_STREAM, msgs) == 3
-    finally:
-        await pool.close()
-    assert [(s, r.split(":")[0]) for s, r in dead] == [
-        ("osrs.evt.hiscore.observed.synth_mid", "cannot decode"),
-        (subjects.PLAYER_TRACKED, "cannot decode"),
-    ]
-    assert "PlayerTracked v2" in dead[1][1]
-    assert rows(database_url, "SELECT tracked FROM players") == [(False,)]
-    assert rows(database_url, "SELECT last_seq FROM projector_checkpoints") == [(5,)]
-
-
 async def test_the_projector_service_applies_events_and_fetch_statuses(
     js, nats_url, database_url, settings
 ):
@@ -197,38 +165,6 @@ async def test_the_projector_service_applies_events_and_fetch_statuses(
         subjects.DEAD_STREAM, subjects.dead_subject("projector", subjects.STATUS_STREAM)
     )
     assert dead.headers["Osrs-Original-Subject"] == "osrs.status.fetch.garbage"
-
-
-async def test_poisoned_fetch_statuses_are_dead_lettered_and_the_rest_applied(js, database_url):
-    completed = FetchCompleted(
-        player_key="never_tracked", mode="regular", outcome=FetchOutcome.NOT_FOUND, http_status=404
-    )
-    newer = msgspec.structs.replace(completed, player_key="tomorrow", v=2)
-    await js.publish(subjects.status_subject("garbage"), b"\x00{", stream=subjects.STATUS_STREAM)
-    for status in (newer, completed):
-        await natsx.publish(
-            js,
-            subjects.status_subject(status.player_key),
-            status,
-            msg_id=f"{status.player_key}:{status.id}",  # the two share an event id
-            stream=subjects.STATUS_STREAM,
-        )
-    dead: list = []
-    projector, pool = await projector_for(database_url, dead)
-    sub = await js.pull_subscribe("osrs.status.fetch.*", stream=subjects.STATUS_STREAM)
-    statuses: list = []
-    while len(statuses) < 3:  # a pull may bring fewer than asked
-        statuses += await sub.fetch(3 - len(statuses), timeout=2)
-    try:
-        assert await projector.apply_batch(subjects.STATUS_STREAM, statuses) == 1
-    finally:
-        await pool.close()
-    assert [s for s, _ in dead] == [subjects.status_subject(k) for k in ("garbage", "tomorrow")]
-    assert "FetchCompleted v2" in dead[1][1]
-    # a status of a player the projector has never seen is kept, not dropped
-    assert rows(database_url, "SELECT player_key, outcome FROM fetch_status") == [
-        ("never_tracked", "not_found")
-    ]
 
 
 async def test_a_fetch_status_that_arrives_before_the_player_is_kept(js, database_url):
