@@ -158,6 +158,10 @@ async def declare_bucket(js: JetStreamContext, bucket: KeyValueConfig) -> KeyVal
         stale |= bool(bucket.direct) and not info.config.allow_direct
         if stale:
             info.config.max_age = wanted_ttl
+            if wanted_ttl and (info.config.duplicate_window or 0) > wanted_ttl:
+                # A shorter TTL (the lease's went from 10 s to 4 s): JetStream refuses a
+                # duplicate window longer than the age limit, as create_key_value sets it.
+                info.config.duplicate_window = wanted_ttl
             info.config.allow_direct = info.config.allow_direct or bucket.direct
             await js.update_stream(info.config)
         return await js.key_value(bucket.bucket)

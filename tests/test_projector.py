@@ -253,15 +253,28 @@ async def test_a_second_projector_stands_by_until_the_first_stops(js, settings, 
         await asyncio.wait_for(second_task, 10)
 
 
-async def test_a_projector_that_loses_its_lock_stops(js, settings, database_url):
+async def test_a_projector_that_loses_its_lock_pauses_and_takes_it_back(js, settings, database_url):
+    """Its lock connection killed (as when Postgres restarts): no exit, the lock held again on a
+    new connection, and the events published meanwhile applied."""
     app = create_app(settings)
     task = asyncio.create_task(app.run())
     holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-    async with asyncio.timeout(20):
-        while not rows(database_url, holder):
-            await asyncio.sleep(0.05)
-    rows(database_url, f"SELECT pg_terminate_backend(pid) FROM ({holder}) AS h")
-    await asyncio.wait_for(task, 15)  # it stopped by itself
+    try:
+        async with asyncio.timeout(20):
+            while not rows(database_url, holder):
+                await asyncio.sleep(0.05)
+            ((first,),) = rows(database_url, holder)
+            rows(database_url, f"SELECT pg_terminate_backend(pid) FROM ({holder}) AS h")
+            while [pid for (pid,) in rows(database_url, holder)] in ([], [first]):
+                assert not task.done(), "the projector stopped"
+                await asyncio.sleep(0.05)
+            await _track_players(js, ["after_the_lock"])  # applied by the resumed feeds
+            while _tracked(database_url) != ["after_the_lock"]:
+                await asyncio.sleep(0.05)
+        assert not task.done()
+    finally:
+        app.exit()
+        await asyncio.wait_for(task, 10)
 
 
 async def test_an_event_that_cannot_be_applied_is_dead_lettered_on_the_careful_retry(

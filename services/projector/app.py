@@ -133,7 +133,9 @@ async def lead(database_url: str, retry_s: float | None = None) -> psycopg.Async
     answer is tried again every `retry_s` seconds instead of failing."""
     while True:
         try:
-            conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                database_url, autocommit=True, application_name="osrs-projector-lock"
+            )
             break
         except psycopg.OperationalError as exc:
             if retry_s is None:
