@@ -185,13 +185,14 @@ async def _dlq_action(args: argparse.Namespace) -> int:
                 + (f", the last {len(shown)} shown" if total > len(shown) else "")
             )
             return 0
-        replayed = 0
+        done: collections.Counter = collections.Counter()
         wanted = set(args.seq) or None
         async for dead, data, headers in dlq.dead_letters(js, service=args.service, seqs=wanted):
-            seq = await dlq.replay(js, dead, data, headers)
-            print(f"#{dead.seq} -> {dead.stream} #{seq} {dead.subject}")
-            replayed += 1
-        print(f"{replayed} dead letters replayed")
+            what, said = await dlq.replay(js, dead, data, headers)
+            print(f"#{dead.seq} {what}: {said}")
+            done[what] += 1
+        others = ", ".join(f"{n} {what}" for what, n in done.items() if what != "replayed")
+        print(f"{done['replayed']} dead letters replayed" + (f" ({others})" if others else ""))
         return 0
     finally:
         await nc.close()

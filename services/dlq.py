@@ -4,7 +4,12 @@ A dead letter is the original message (its bytes and headers) with the reason an
 from in `Osrs-*` headers (shared/nats.py `dead_letter`). Replaying publishes the original bytes
 and headers to the original subject again, into its stream, under the message id
 `replay:<dead letter's sequence>` (so two replays of one dead letter make one message), then
-deletes the dead letter. A message that fails again becomes a new dead letter."""
+deletes the dead letter. A message that fails again becomes a new dead letter.
+
+Two kinds are not sent back: the scheduler's dead letters are copies (it only reads the log, and
+the original stays in OSRS_EVT, which the projector reads too): replaying one would put the event
+in the log twice; and a fetch command refused because the player's command is in OSRS_CMD still is
+served by that one, so the dead letter is just deleted."""
 
 from __future__ import annotations
 
@@ -13,9 +18,12 @@ from datetime import datetime
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
+from shared import nats as natsx
 from shared import subjects
+
+COPIES_ONLY = frozenset({"scheduler"})  # services whose dead letters are copies of log events
 
 OURS = ("Nats-Msg-Id", "Nats-Expected-Stream")  # headers of the dead letter, not the original
 
@@ -71,19 +79,30 @@ async def dead_letters(
             yield dead, msg.data or b"", headers
 
 
-async def replay(js: JetStreamContext, dead: DeadLetter, data: bytes, headers: dict) -> int:
+async def replay(
+    js: JetStreamContext, dead: DeadLetter, data: bytes, headers: dict
+) -> tuple[str, str]:
     """Publish a dead letter's original message again, then delete the dead letter; returns
-    the new message's sequence in its stream."""
+    what happened (`replayed`, `deleted` or `skipped`, see above) and a line saying so."""
+    if dead.service in COPIES_ONLY:
+        return "skipped", f"a copy by the {dead.service}: the original is still in {dead.stream}"
     if not dead.subject or not dead.stream:
         raise DlqError(f"dead letter #{dead.seq} does not say where it came from")
-    ack = await js.publish(
-        dead.subject,
-        data,
-        stream=dead.stream,
-        headers=headers | {"Nats-Msg-Id": f"replay:{dead.seq}", "Osrs-Replay-Of": str(dead.seq)},
-    )
+    try:
+        ack = await js.publish(
+            dead.subject,
+            data,
+            stream=dead.stream,
+            headers=headers
+            | {"Nats-Msg-Id": f"replay:{dead.seq}", "Osrs-Replay-Of": str(dead.seq)},
+        )
+        done = "replayed", f"-> {dead.stream} #{ack.seq} {dead.subject}"
+    except APIError as exc:
+        if (exc.err_code, exc.description) != (natsx.STORE_FAILED, natsx.SUBJECT_FULL):
+            raise
+        done = "deleted", f"the player's command in {dead.stream} serves it"
     await js.delete_msg(subjects.DEAD_STREAM, dead.seq)
-    return ack.seq
+    return done
 
 
 def line(dead: DeadLetter) -> str:

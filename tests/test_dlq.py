@@ -7,7 +7,7 @@ from nats.js.errors import NotFoundError
 from services.local import free_port
 from shared import nats as natsx
 from shared import subjects
-from shared.events import PlayerTracked, decode, encode
+from shared.events import FetchRequested, PlayerTracked, decode, encode
 from tests.test_ops_cli import osrs_diff
 
 
@@ -18,7 +18,7 @@ async def park(js, subject: str, stream: str, data: bytes, headers: dict, servic
     sub = await js.pull_subscribe(subject, stream=stream)
     (msg,) = await sub.fetch(1, timeout=2)
     await natsx.dead_letter(js, service, msg, why, kind="cannot_apply")
-    await msg.ack()
+    await msg.ack_sync()  # taken off a work queue before the test goes on
     await sub.unsubscribe()
 
 
@@ -80,3 +80,34 @@ async def test_dead_letters_are_listed_and_replayed_where_they_came_from(js, nat
 async def test_without_nats_the_command_says_so():
     code, _, err = await osrs_diff("dlq", "list", NATS_URL=f"nats://127.0.0.1:{free_port()}")
     assert code == 1 and err.startswith("osrs-diff dlq:")
+
+
+async def test_a_scheduler_copy_is_not_replayed_and_a_command_already_queued_is_not_doubled(
+    js, nats_url
+):
+    tracked = PlayerTracked(player_key="zezima", display_name="Zezima", interval_s=3600, by="ops")
+    await park(
+        js,
+        subjects.PLAYER_TRACKED,
+        subjects.EVT_STREAM,
+        encode(tracked),
+        {"Nats-Msg-Id": tracked.id},
+        "scheduler",
+        "cannot apply: a copy",
+    )
+    command = FetchRequested(player_key="lynx_titan", display_name="Lynx Titan")
+    subject = subjects.fetch_subject("lynx_titan")
+    await park(js, subject, subjects.CMD_STREAM, encode(command), {}, "fetcher", "failed 10 times")
+    queued = FetchRequested(player_key="lynx_titan", display_name="Lynx Titan", reason="manual")
+    assert await natsx.publish(js, subject, queued, msg_id=queued.id, stream=subjects.CMD_STREAM)
+    events_before = (await js.stream_info(subjects.EVT_STREAM)).state.messages
+
+    code, out, _ = await osrs_diff("dlq", "replay", "--all", NATS_URL=nats_url)
+    assert code == 0, out
+    assert "#1 skipped: a copy by the scheduler: the original is still in OSRS_EVT" in out
+    assert "#2 deleted: the player's command in OSRS_CMD serves it" in out
+    assert "0 dead letters replayed (1 skipped, 1 deleted)" in out
+    assert (await js.stream_info(subjects.EVT_STREAM)).state.messages == events_before
+    assert (await js.stream_info(subjects.CMD_STREAM)).state.messages == 1  # the queued one
+    code, out, _ = await osrs_diff("dlq", "list", NATS_URL=nats_url)
+    assert "1 dead letters" in out and "scheduler" in out
