@@ -63,6 +63,10 @@ deploy-check: $(STAMP) ## check the Dockerfile, deploy/compose.yaml and the Kube
 chaos: $(STAMP) ## the full chaos run (~5 min): kill -9 of everything, then checks against the truth
 	OSRS_CHAOS=1 OSRS_CHAOS_REPORT=$${OSRS_CHAOS_REPORT:-chaos-report.md} $(PY) -m pytest tests/chaos/test_chaos.py -k full -s -p no:cacheprovider
 
+.PHONY: soak
+soak: $(STAMP) ## the 30-minute soak at nominal load: bench/soak.md (MINUTES=2 for a try)
+	$(PY) bench/soak.py --minutes $${MINUTES:-30}
+
 .PHONY: bench bench-full
 bench: $(STAMP) ## the benchmarks, quick sizes (< 5 min): bench/results.json, BENCHMARKS.md
 	$(PY) bench/run.py
