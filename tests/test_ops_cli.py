@@ -156,7 +156,7 @@ async def test_import_tracks_who_is_new_and_leaves_alone_who_is_tracked(
     )
     again = await _all(js, subjects.EVT_STREAM, subjects.PLAYER_TRACKED)
     assert len(again) == before + 3
-    await live.pool.close()
+    await live.stop()
 
 
 async def test_import_reads_names_from_standard_input(js, nats_url, database_url):
