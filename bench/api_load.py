@@ -437,6 +437,19 @@ def run_wrk(port: int, paths: list[str], token: str, connections: int, seconds: 
     }
 
 
+async def exchange(reader, writer, request: bytes) -> int:
+    """One HTTP/1.1 request on a kept-alive connection; the answer's status (body read whole)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return int(head[9:12])
+
+
 async def _python_load(port, paths, token, connections, seconds) -> dict:
     loop = asyncio.get_running_loop()
     auth = f"Authorization: Bearer {token}"
@@ -453,16 +466,10 @@ async def _python_load(port, paths, token, connections, seconds) -> dict:
             i += 1
             path = paths[(i * 7919) % len(paths)]
             t0 = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
+            request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n\r\n".encode()
+            status = await exchange(reader, writer, request)
             latencies.append(time.perf_counter() - t0)
-            if not head.startswith(b"HTTP/1.1 2"):
+            if not 200 <= status < 300:
                 errors += 1
         writer.close()
 

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from api_load import Api, load_history  # noqa: E402
+from api_load import Api, exchange, load_history  # noqa: E402
 
 from services.local import LocalNats, bench_database, free_port  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -70,18 +70,6 @@ CONFIGS = {
 
 
 # --- the load generator (runs in its own process) ----------------------------------------------
-
-
-async def _exchange(reader, writer, request: bytes) -> int:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return int(head[9:12])
 
 
 async def drive(port, paths, token, rate, seconds, connections, timeout_s) -> dict:
@@ -121,7 +109,7 @@ async def drive(port, paths, token, rate, seconds, connections, timeout_s) -> di
             # connection counts, and one that comes too late is not sent at all.
             try:
                 async with asyncio.timeout_at(due + timeout_s):
-                    status = await _exchange(reader, writer, requests[i * 7919 % len(requests)])
+                    status = await exchange(reader, writer, requests[i * 7919 % len(requests)])
                 latencies.setdefault(status, []).append(loop.time() - due)
                 tally(due, status == 200)
                 continue

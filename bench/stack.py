@@ -29,7 +29,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,14 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.local import LocalNats, LocalPostgres, bench_database, free_port, wait_for_port  # noqa: E402
+from services.local import (  # noqa: E402
+    LocalNats,
+    LocalPostgres,
+    bench_database,
+    free_port,
+    terminate,
+    wait_for_port,
+)
 from shared import nats as natsx  # noqa: E402
 from shared import subjects  # noqa: E402
 from shared.events import PlayerTracked, encode  # noqa: E402
@@ -192,15 +198,7 @@ class Stack:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
 
     def stop(self) -> None:
-        for proc in reversed(self.procs.values()):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(25)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(list(reversed(self.procs.values())), 25)
         if self.nats:
             self.nats.stop()
         if self.postgres:

@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +57,21 @@ def nats_server_binary() -> str:
     if not found:
         raise LocalServerError("no nats-server: `make setup` installs one, or set NATS_URL")
     return found
+
+
+def terminate(procs: list[subprocess.Popen], grace_s: float) -> None:
+    """SIGTERM to every process still running, then SIGKILL to those not gone within `grace_s`
+    (one deadline for all)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class LocalNats:

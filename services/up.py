@@ -20,7 +20,14 @@ from pathlib import Path
 
 import httpx
 
-from services.local import LocalNats, LocalPostgres, LocalServerError, free_port, wait_for_port
+from services.local import (
+    LocalNats,
+    LocalPostgres,
+    LocalServerError,
+    free_port,
+    terminate,
+    wait_for_port,
+)
 from shared import db
 from shared.settings import Settings
 
@@ -122,24 +129,11 @@ class Stack:
         services = [c for c in self.children.values() if c.name != "sim"]
         simulator = [c for c in self.children.values() if c.name == "sim"]
         for group in (services, simulator):
-            _terminate([c.proc for c in group], self.grace_s + 2)
+            terminate([c.proc for c in group], self.grace_s + 2)
         if self.nats:
             self.nats.stop()
         if self.postgres:
             self.postgres.stop()
-
-
-def _terminate(procs: list[subprocess.Popen], grace_s: float) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for proc in procs:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 PID_FILE = "up.pid"

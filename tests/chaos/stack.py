@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.local import LocalNats, LocalPostgres, free_port, wait_for_port
+from services.local import LocalNats, LocalPostgres, free_port, terminate, wait_for_port
 from shared import db
 
 SERVICES = ("projector", "fetcher", "api", "scheduler")
@@ -111,15 +111,7 @@ class Stack:
             )
 
     def stop(self) -> None:
-        for proc in reversed(self.procs.values()):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(list(reversed(self.procs.values())), GRACE_S + 5)
         self.nats.stop()
         self.postgres.discard()
 
