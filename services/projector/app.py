@@ -8,9 +8,11 @@ import contextlib
 import gc
 import logging
 
+import nats.errors
 import psycopg
 from faststream import FastStream
 from nats.aio.msg import Msg
+from psycopg_pool import PoolTimeout
 
 from services.projector.feeds import FEEDS, FeedLoops, reset_consumers
 from services.projector.projection import Projector
@@ -85,8 +87,28 @@ def create_app(settings: Settings) -> FastStream:
                 await state["feeds"].stop(grace_s=0)  # nothing in hand can commit now
                 with contextlib.suppress(psycopg.Error):
                     await state["lock"].close()
+                await take_back()
+
+    async def take_back() -> None:
+        """The lock again, then the feeds from the checkpoints; each step retried until the
+        database and NATS answer (a pooled connection may still be one to the old server)."""
+        while True:
+            try:
                 state["lock"] = await lead(settings.database_url, retry_s=LOCK_RETRY_S)
                 await resume()
+                return
+            except (psycopg.Error, PoolTimeout, nats.errors.Error) as exc:
+                log.warning("projector_resume_retry in=%.1fs reason=%r", LOCK_RETRY_S, exc)
+                if "lock" in state:
+                    with contextlib.suppress(psycopg.Error):
+                        await state["lock"].close()
+                await asyncio.sleep(LOCK_RETRY_S)
+
+    def watch_ended(task: asyncio.Task) -> None:
+        """The lock watch never ends by itself: if it fails, stop rather than stay paused."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("projector_lock_watch_failed: stopping", exc_info=task.exception())
+            app.exit()
 
     async def resume() -> None:
         js = broker.connection.jetstream()
@@ -101,6 +123,7 @@ def create_app(settings: Settings) -> FastStream:
         state["feeds"].start()
         state["relaying"] = asyncio.create_task(state["relay"].run(), name="outbox-relay")
         state["watch"] = asyncio.create_task(watch_lock(), name="projector-lock")
+        state["watch"].add_done_callback(watch_ended)
 
     @app.on_shutdown
     async def stop() -> None:
@@ -146,6 +169,10 @@ async def lead(database_url: str, retry_s: float | None = None) -> psycopg.Async
     if not row[0]:
         log.info("projector_standby waiting for the active projector to stop")
         await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
+        # The lock is free, yet the projector that held it may be alive (only its connection
+        # went) and pulling from the consumers this one is about to make afresh: give it the
+        # time to notice and stop its feeds, or a batch it takes would be skipped for good.
+        await asyncio.sleep(2 * LOCK_CHECK_S)
     log.info("projector_active")
     return conn
 
