@@ -6,10 +6,11 @@ and headers to the original subject again, into its stream, under the message id
 `replay:<dead letter's sequence>` (so two replays of one dead letter make one message), then
 deletes the dead letter. A message that fails again becomes a new dead letter.
 
-Two kinds are not sent back: the scheduler's dead letters are copies (it only reads the log, and
+Some are not sent back: the scheduler's dead letters are copies (it only reads the log, and
 the original stays in OSRS_EVT, which the projector reads too): replaying one would put the event
 in the log twice; and a fetch command refused because the player's command is in OSRS_CMD still is
-served by that one, so the dead letter is just deleted."""
+served by that one, so the dead letter is just deleted. Nor is one too long to be parked whole
+(its headers and ours over NATS' max_payload): only its first bytes were kept."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class DeadLetter(msgspec.Struct):
     deliveries: int | None
     reason: str
     size: int  # bytes of the original message
+    kept: int | None = None  # when only the first `kept` bytes fitted in the dead letter
 
 
 class DlqError(RuntimeError):
@@ -72,6 +74,8 @@ async def dead_letters(
             reason=headers.pop("Osrs-Dead-Reason", "?"),
             size=len(msg.data or b""),
         )
+        if (truncated := _int(headers.pop("Osrs-Truncated-From", None))) is not None:
+            dead.kept, dead.size = dead.size, truncated
         headers.pop("Osrs-Original-Sequence", None)
         for name in OURS:
             headers.pop(name, None)
@@ -86,6 +90,8 @@ async def replay(
     what happened (`replayed`, `deleted` or `skipped`, see above) and a line saying so."""
     if dead.service in COPIES_ONLY:
         return "skipped", f"a copy by the {dead.service}: the original is still in {dead.stream}"
+    if dead.kept is not None:
+        return "skipped", f"only the first {dead.kept:,} of its {dead.size:,} bytes were kept"
     if not dead.subject or not dead.stream:
         raise DlqError(f"dead letter #{dead.seq} does not say where it came from")
     try:
@@ -108,6 +114,7 @@ async def replay(
 def line(dead: DeadLetter) -> str:
     at = dead.at.strftime("%Y-%m-%d %H:%M:%S") if dead.at else "?"
     tries = f"  after {dead.deliveries} deliveries" if dead.deliveries else ""
+    tries += f"  (the first {dead.kept:,} kept)" if dead.kept is not None else ""
     return (
         f"#{dead.seq}  {at}  {dead.service}  {dead.stream} {dead.subject}  "
         f"{dead.size:,} bytes{tries}\n    {dead.reason}"

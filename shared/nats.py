@@ -184,6 +184,11 @@ async def publish(
     return not ack.duplicate
 
 
+def _header_bytes(headers: dict[str, str]) -> int:
+    """The size of a NATS header block: `NATS/1.0`, a line per header, a blank line."""
+    return len("NATS/1.0\r\n\r\n") + sum(len(k) + len(v) + 4 for k, v in headers.items())
+
+
 async def dead_letter(
     js: JetStreamContext, service: str, msg: Msg, reason: str, *, kind: str
 ) -> None:
@@ -203,9 +208,17 @@ async def dead_letter(
             "Osrs-Deliveries": str(meta.num_delivered),
         }
     )
+    data = msg.data or b""
+    # The server counts the headers in its max_payload, and ours make the message longer: a
+    # message that just fitted would be refused forever (the consumer stuck on it). Keep what
+    # fits, and say how long it was.
+    room = js._nc.max_payload - _header_bytes(headers) - 64  # nats-py keeps it on the connection
+    if len(data) > room:
+        headers["Osrs-Truncated-From"] = str(len(data))
+        data = data[: max(room, 0)]
     await js.publish(
         subjects.dead_subject(service, meta.stream),
-        msg.data,
+        data,
         stream=subjects.DEAD_STREAM,
         headers=headers,
     )

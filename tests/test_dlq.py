@@ -111,3 +111,25 @@ async def test_a_scheduler_copy_is_not_replayed_and_a_command_already_queued_is_
     assert (await js.stream_info(subjects.CMD_STREAM)).state.messages == 1  # the queued one
     code, out, _ = await osrs_diff("dlq", "list", NATS_URL=nats_url)
     assert "1 dead letters" in out and "scheduler" in out
+
+
+async def test_a_message_that_just_fitted_is_parked_with_its_first_bytes(js, nats_url):
+    """Its headers and the dead letter's would pass NATS' max_payload: the server would refuse
+    the dead letter for ever, and the consumer would be stuck on the message."""
+    size = js._nc.max_payload - 300  # fits with its own small header
+    await park(
+        js,
+        subjects.PLAYER_TRACKED,
+        subjects.EVT_STREAM,
+        b"{" + b" " * (size - 1),
+        {"Trace": "big"},
+        "projector",
+        "cannot decode: JSON is malformed",
+    )
+    dead = await js.get_msg(subjects.DEAD_STREAM, 1)
+    assert dead.headers["Osrs-Truncated-From"] == str(size) and dead.headers["Trace"] == "big"
+    assert 0 < len(dead.data) < size
+    code, out, _ = await osrs_diff("dlq", "list", NATS_URL=nats_url)
+    assert f"{size:,} bytes" in out and "kept)" in out
+    code, out, _ = await osrs_diff("dlq", "replay", "1", NATS_URL=nats_url)
+    assert code == 0 and "#1 skipped: only the first" in out
