@@ -41,7 +41,8 @@ from prometheus_client import REGISTRY
 
 from services import dlq
 from services.projector.app import create_app as projector_app
-from services.scheduler.app import Lease, Scheduler
+from services.scheduler.app import Scheduler
+from services.scheduler.lease import Lease
 from shared import subjects
 from shared.events import FetchCompleted, FetchOutcome, Message, PlayerUntracked, PlayerUpdated
 from shared.modes import GameMode

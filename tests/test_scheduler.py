@@ -13,12 +13,12 @@ from services.fetcher.worker import consumer_config
 from services.scheduler.app import (
     MIN_QUEUED,
     QUEUE_S,
-    Lease,
     Pacer,
     Scheduler,
     create_app,
     follow,
 )
+from services.scheduler.lease import Lease
 from services.scheduler.slots import slot_at
 from shared import nats as natsx
 from shared import subjects
