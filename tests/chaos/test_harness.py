@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.chaos.harness import compare
+from tests.chaos.checks import compare
 from tests.chaos.report import KILL, TERM, Fault
 
 BOARD = {
