@@ -22,16 +22,18 @@ async def park(js, subject: str, stream: str, data: bytes, headers: dict, servic
     await sub.unsubscribe()
 
 
-async def test_dead_letters_are_listed_and_replayed_where_they_came_from(js, nats_url):
+async def park_tracked(js, service: str, why: str, **headers: str) -> PlayerTracked:
+    """A PlayerTracked of zezima in OSRS_EVT, dead-lettered by `service`."""
     tracked = PlayerTracked(player_key="zezima", display_name="Zezima", interval_s=3600, by="ops")
-    await park(
-        js,
-        subjects.PLAYER_TRACKED,
-        subjects.EVT_STREAM,
-        encode(tracked),
-        {"Nats-Msg-Id": tracked.id, "Trace": "abc"},
-        "projector",
-        "cannot apply: OperationalError('the database is away')",
+    headers = {"Nats-Msg-Id": tracked.id, **headers}
+    data = encode(tracked)
+    await park(js, subjects.PLAYER_TRACKED, subjects.EVT_STREAM, data, headers, service, why)
+    return tracked
+
+
+async def test_dead_letters_are_listed_and_replayed_where_they_came_from(js, nats_url):
+    tracked = await park_tracked(
+        js, "projector", "cannot apply: OperationalError('the database is away')", Trace="abc"
     )
     await park(
         js,
@@ -85,16 +87,7 @@ async def test_without_nats_the_command_says_so():
 async def test_a_scheduler_copy_is_not_replayed_and_a_command_already_queued_is_not_doubled(
     js, nats_url
 ):
-    tracked = PlayerTracked(player_key="zezima", display_name="Zezima", interval_s=3600, by="ops")
-    await park(
-        js,
-        subjects.PLAYER_TRACKED,
-        subjects.EVT_STREAM,
-        encode(tracked),
-        {"Nats-Msg-Id": tracked.id},
-        "scheduler",
-        "cannot apply: a copy",
-    )
+    await park_tracked(js, "scheduler", "cannot apply: a copy")
     command = FetchRequested(player_key="lynx_titan", display_name="Lynx Titan")
     subject = subjects.fetch_subject("lynx_titan")
     await park(js, subject, subjects.CMD_STREAM, encode(command), {}, "fetcher", "failed 10 times")
